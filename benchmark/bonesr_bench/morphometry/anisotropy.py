@@ -100,7 +100,7 @@ def mil_fabric(bone: np.ndarray, mask: np.ndarray | None = None) -> Fabric:
     if lam_max <= 0:
         nan = float("nan")
         return Fabric((nan, nan, nan), vec, nan, nan)
-    lam_min = max(lam[0], 0.0)
+    lam_min = lam[0] if lam[0] > 1e-9 * lam_max else 0.0  # round-off of an infinite MIL
     radii = tuple(float(1 / np.sqrt(x)) if x > 0 else float("inf") for x in lam[::-1])
     da_bonej = float(1.0 - lam_min / lam_max)
     da_ratio = float(np.sqrt(lam_max / lam_min)) if lam_min > 0 else float("inf")

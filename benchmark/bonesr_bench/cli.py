@@ -1,0 +1,161 @@
+"""The ``bonesr-bench`` command line. Thin: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(
+    name="bonesr-bench",
+    help="Benchmark super-resolution of bone micro-CT on bone morphometry, not only PSNR/SSIM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+DEFAULT_VOXEL_UM = 10.5
+
+UNITS = {
+    "bv_tv_pct": ("BV/TV", "%"), "tb_th_um": ("Tb.Th", "µm"), "tb_th_sd_um": ("Tb.Th SD", "µm"),
+    "tb_sp_um": ("Tb.Sp", "µm"), "tb_sp_sd_um": ("Tb.Sp SD", "µm"),
+    "tb_n_per_mm": ("Tb.N", "1/mm"), "conn_d_per_mm3": ("Conn.D", "1/mm³"),
+    "da_bonej": ("DA (BoneJ, 1 - λmin/λmax)", ""), "da_ratio": ("DA (ratio, CTAn/Scanco)", ""),
+    "smi": ("SMI", ""), "ct_th_um": ("Ct.Th", "µm"), "ct_po_pct": ("Ct.Po (total)", "%"),
+    "ct_po_closed_pct": ("Ct.Po (closed)", "%"), "ct_po_open_pct": ("Ct.Po (open)", "%"),
+    "po_n": ("Po.N", ""), "po_mean_volume_um3": ("mean pore volume", "µm³"),
+}
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error and return the exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _json_value(v):
+    if isinstance(v, float | np.floating) and not math.isfinite(v):
+        return None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _version(value: bool):
+    if value:
+        print(f"bonesr-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
+    """Benchmark super-resolution of bone micro-CT on bone morphometry, not only PSNR/SSIM."""
+
+
+@app.command()
+def morphometry(
+    volume: Annotated[Path, typer.Argument(
+        help="Volume to measure: .npy, .tif/.tiff stack, .nrrd, .nii/.nii.gz or a zarr array.",
+        show_default=False)],
+    voxel_um: Annotated[float | None, typer.Option(
+        "--voxel-um", help="Isotropic voxel size in µm. Default: the file's, else 10.5.",
+        show_default=False)] = None,
+    mask: Annotated[Path | None, typer.Option(
+        "--mask", help="Region volume of the same shape: 1 = trabecular VOI, 2 = cortical "
+        "envelope (cortical bone with its pores). A 0/k mask is a trabecular VOI. "
+        "Default: the whole volume is the trabecular VOI.", show_default=False)] = None,
+    grey: Annotated[bool, typer.Option(
+        "--grey", help="Segment a grey volume first (TV denoising then two-class Otsu).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object (NaN/undefined values as null).")] = False,
+):
+    """Measure trabecular and cortical bone parameters (BoneJ definitions, physical units).
+
+    \b
+    Examples:
+      bonesr-bench morphometry bone.nrrd --voxel-um 10.5
+      bonesr-bench morphometry scan.tif --grey --mask regions.npy --json
+    """
+    from .io import VolumeReadError, read_volume
+    from .morphometry import CONVENTIONS, morphometry as measure
+    from .segmentation import segment
+
+    try:
+        vol = read_volume(volume)
+        regions = None
+        if mask is not None:
+            regions = read_volume(mask).data
+            if regions.shape != vol.data.shape:
+                raise fail(f"mask {mask} has shape {regions.shape} but {volume} has "
+                           f"{vol.data.shape}; give a mask of the same shape")
+            if not np.any(regions):
+                raise fail(f"mask {mask} is all zero: mark the trabecular VOI with 1 and the "
+                           "cortical envelope with 2")
+    except VolumeReadError as exc:
+        raise fail(str(exc)) from None
+    size = voxel_um if voxel_um is not None else (vol.voxel_um or DEFAULT_VOXEL_UM)
+    if not (math.isfinite(size) and size > 0):
+        raise fail(f"--voxel-um must be a positive number of micrometres, got {size}")
+    data = vol.data
+    if grey:
+        try:
+            bone = segment(data)
+        except ValueError as exc:
+            raise fail(f"{volume}: {exc}") from None
+    else:
+        values = np.unique(data)
+        if values.size > 2 or (values.size == 2 and values[0] != 0):
+            raise fail(f"{volume} is not binary ({values.size} distinct values); pass --grey to "
+                       "segment it (TV + Otsu), or give a 0/1 volume")
+        bone = data != 0
+    if not bone.any():
+        raise fail(f"{volume} contains no bone (every voxel is background)")
+    try:
+        with err.status("measuring...", spinner="dots") if not as_json else _null():
+            result = measure(bone, float(size), regions=regions)
+    except ValueError as exc:
+        raise fail(f"{volume}: {exc}") from None
+    if as_json:
+        print(json.dumps({k: _json_value(v) for k, v in result.items()}))
+        return
+    table = Table(title=f"{volume.name}  ({data.shape[0]}×{data.shape[1]}×{data.shape[2]} voxels, "
+                  f"{size:g} µm)", title_justify="left")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    table.add_column("key", style="dim")
+    for key, value in result.items():
+        label, unit = UNITS[key]
+        text = "undefined" if _json_value(value) is None else (
+            f"{value:d}" if isinstance(value, int) else f"{value:.4g}")
+        table.add_row(label, text, unit, key)
+    Console().print(table)
+    Console().print(f"[dim]conventions v{CONVENTIONS['version']}: Tb.N = {CONVENTIONS['tb_n']}; "
+                    "thickness as BoneJ; structures cut by the image border continue.[/]")
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m bonesr_bench`
+    sys.exit(app())

@@ -1,0 +1,152 @@
+"""Read volumes for morphometry: .npy, TIFF stacks, NRRD, NIfTI and zarr arrays.
+
+``read_volume(path)`` returns the array in (z, y, x) order and the voxel size in µm when the file
+states one (None otherwise). Every failure is a :class:`VolumeReadError` whose message names the
+file and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Volume", "VolumeReadError", "read_volume", "SUFFIXES"]
+
+SUFFIXES = (".npy", ".tif", ".tiff", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr")
+
+
+class VolumeReadError(ValueError):
+    """A volume could not be read; the message names the file and the reason."""
+
+
+@dataclass
+class Volume:
+    data: np.ndarray
+    voxel_um: float | None
+    path: str
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in (".nii.gz",):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def _read_npy(path: Path):
+    return np.load(path, allow_pickle=False), None
+
+
+def _read_tiff(path: Path):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        data = tf.asarray()
+        voxel = None
+        ij = tf.imagej_metadata or {}
+        page = tf.pages[0]
+        unit = str(ij.get("unit", "")).lower()
+        if "XResolution" in page.tags:
+            num, den = page.tags["XResolution"].value
+            if num:
+                px = den / num
+                voxel = _to_um(px, unit or "micron")
+        if "spacing" in ij and voxel is None:
+            voxel = _to_um(float(ij["spacing"]), unit or "micron")
+    return data, voxel
+
+
+def _to_um(value: float, unit: str) -> float | None:
+    unit = unit.strip().lower()
+    scale = {"um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+             "micrometre": 1.0, "\\u00b5m": 1.0, "mm": 1e3, "millimeter": 1e3, "nm": 1e-3,
+             "m": 1e6, "cm": 1e4}.get(unit)
+    return None if scale is None or not value > 0 else float(value) * scale
+
+
+def _read_nrrd(path: Path):
+    import nrrd
+
+    data, header = nrrd.read(str(path), index_order="C")
+    voxel = None
+    if "space directions" in header and header["space directions"] is not None:
+        dirs = np.asarray(header["space directions"], dtype=float)
+        spacing = np.linalg.norm(np.nan_to_num(dirs), axis=1)
+        units = header.get("space units") or []
+        unit = units[0] if units else "mm"
+        voxel = _to_um(float(spacing[-1]), unit) if spacing.size else None
+    elif "spacings" in header:
+        voxel = _to_um(float(header["spacings"][-1]), (header.get("units") or ["mm"])[0])
+    return data, voxel
+
+
+def _read_nifti(path: Path):
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)
+    if data.ndim != 3:
+        raise VolumeReadError(f"{path}: NIfTI volume has {data.ndim} dimensions, expected 3")
+    zooms = img.header.get_zooms()[:3]
+    unit = img.header.get_xyzt_units()[0] or "mm"
+    data = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))  # NIfTI (x, y, z) -> (z, y, x)
+    return data, _to_um(float(zooms[0]), unit)
+
+
+def _read_zarr(path: Path):
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        arrays = sorted(node.arrays(), key=lambda kv: kv[0])
+        if not arrays:
+            raise VolumeReadError(f"{path}: zarr group holds no array; name one, e.g. {path}/0")
+        name, arr = arrays[0]
+        attrs = dict(node.attrs)
+    else:
+        arr, attrs = node, {}
+        name = None
+    voxel = None
+    for ms in attrs.get("multiscales", []) or []:
+        for ds in ms.get("datasets", []):
+            if name is None or ds.get("path") == name:
+                for t in ds.get("coordinateTransformations", []):
+                    if t.get("type") == "scale":
+                        axes = ms.get("axes", [])
+                        unit = axes[-1].get("unit", "micrometer") if axes else "micrometer"
+                        voxel = _to_um(float(t["scale"][-1]), unit)
+    return np.asarray(arr[...]), voxel
+
+
+_READERS = {".npy": _read_npy, ".tif": _read_tiff, ".tiff": _read_tiff, ".nrrd": _read_nrrd,
+            ".nhdr": _read_nrrd, ".nii": _read_nifti, ".nii.gz": _read_nifti, ".zarr": _read_zarr}
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a 3D volume; ``voxel_um`` is the file's voxel size in µm, or None if it has none."""
+    p = Path(path)
+    if not p.exists():
+        raise VolumeReadError(f"{p}: no such file or directory")
+    suffix = _suffix(p)
+    if p.is_dir() and suffix != ".zarr":
+        if (p / ".zarray").exists() or (p / "zarr.json").exists() or (p / ".zgroup").exists():
+            suffix = ".zarr"
+    reader = _READERS.get(suffix)
+    if reader is None:
+        raise VolumeReadError(f"{p}: unsupported format {suffix or '(no suffix)'}; "
+                              f"use one of {', '.join(SUFFIXES)}")
+    try:
+        data, voxel = reader(p)
+    except VolumeReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
+        raise VolumeReadError(f"{p}: cannot read as {suffix}: {exc}") from exc
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise VolumeReadError(f"{p}: expected a 3D volume, got shape {data.shape}")
+    return Volume(data, voxel, str(p))

@@ -1,0 +1,125 @@
+"""``bonesr-bench morphometry``: JSON keys, masks, grey input and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import grid, random_structure
+from typer.testing import CliRunner
+
+from bonesr_bench.cli import app
+
+TRAB = ["bv_tv_pct", "tb_th_um", "tb_th_sd_um", "tb_sp_um", "tb_sp_sd_um", "tb_n_per_mm",
+        "conn_d_per_mm3", "da_bonej", "da_ratio", "smi"]
+CORT = ["ct_th_um", "ct_po_pct", "ct_po_closed_pct", "ct_po_open_pct", "po_n",
+        "po_mean_volume_um3"]
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def bone_file(tmp_path):
+    bone = random_structure((32, 36, 40), 2.0, 0.25, seed=0)
+    path = tmp_path / "bone.npy"
+    np.save(path, bone.astype(np.uint8) * 255)
+    return path, bone
+
+
+def test_json_has_exactly_the_trabecular_keys_in_physical_units(bone_file):
+    path, bone = bone_file
+    res = run("morphometry", path, "--json", "--voxel-um", 10.5)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert list(out) == TRAB
+    assert out["bv_tv_pct"] == pytest.approx(100 * bone.mean())
+    half = json.loads(run("morphometry", path, "--json", "--voxel-um", 5.25).stdout)
+    assert half["tb_th_um"] == pytest.approx(out["tb_th_um"] / 2)
+    assert half["conn_d_per_mm3"] == pytest.approx(out["conn_d_per_mm3"] * 8)
+
+
+def test_mask_with_both_regions_and_cortical_only(tmp_path):
+    z, y, x = grid((30, 50, 50))
+    r = np.hypot(y - 25, x - 25)
+    regions = np.zeros(r.shape, np.uint8)
+    regions[(r >= 15) & (r < 21)] = 2
+    regions[r < 15] = 1
+    bone = (regions == 2) | ((regions == 1) & ((x % 7) < 2))
+    np.save(tmp_path / "b.npy", bone)
+    np.save(tmp_path / "m.npy", regions)
+    out = json.loads(run("morphometry", tmp_path / "b.npy", "--mask", tmp_path / "m.npy",
+                         "--json").stdout)
+    assert list(out) == TRAB + CORT
+    np.save(tmp_path / "c.npy", np.where(regions == 2, 2, 0).astype(np.uint8))
+    out = json.loads(run("morphometry", tmp_path / "b.npy", "--mask", tmp_path / "c.npy",
+                         "--json").stdout)
+    assert list(out) == CORT
+
+
+def test_grey_input_is_segmented(tmp_path, bone_file):
+    _, bone = bone_file
+    rng = np.random.default_rng(0)
+    grey = (np.where(bone, 800, 250) + rng.normal(0, 40, bone.shape)).astype(np.int16)
+    np.save(tmp_path / "grey.npy", grey)
+    res = run("morphometry", tmp_path / "grey.npy", "--grey", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["bv_tv_pct"] == pytest.approx(100 * bone.mean(), abs=1.0)
+    res = run("morphometry", tmp_path / "grey.npy")
+    assert res.exit_code == 2
+    assert "not binary" in res.stderr and "--grey" in res.stderr
+
+
+def test_table_output(bone_file):
+    res = run("morphometry", bone_file[0])
+    assert res.exit_code == 0
+    assert "Tb.Th" in res.stdout and "µm" in res.stdout and "Conn.D" in res.stdout
+
+
+def test_bone_without_marrow_gives_null_not_a_crash(tmp_path):
+    np.save(tmp_path / "full.npy", np.ones((10, 10, 10), np.uint8))
+    res = run("morphometry", tmp_path / "full.npy", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["bv_tv_pct"] == 100.0
+    assert out["tb_sp_um"] is None and out["tb_th_um"] is None and out["smi"] is None
+
+
+@pytest.mark.parametrize("case", ["missing", "no_bone", "zero_mask", "bad_shape", "bad_values",
+                                  "bad_voxel"])
+def test_errors_are_one_line_with_exit_2(tmp_path, bone_file, case):
+    path, bone = bone_file
+    args = ["morphometry", path]
+    if case == "missing":
+        args = ["morphometry", tmp_path / "nope.tif"]
+    elif case == "no_bone":
+        np.save(tmp_path / "empty.npy", np.zeros((5, 5, 5), np.uint8))
+        args = ["morphometry", tmp_path / "empty.npy"]
+    elif case == "zero_mask":
+        np.save(tmp_path / "m.npy", np.zeros(bone.shape, np.uint8))
+        args += ["--mask", tmp_path / "m.npy"]
+    elif case == "bad_shape":
+        np.save(tmp_path / "m.npy", np.ones((3, 3, 3), np.uint8))
+        args += ["--mask", tmp_path / "m.npy"]
+    elif case == "bad_values":
+        np.save(tmp_path / "m.npy", np.where(bone, 1, 3).astype(np.uint8) * (np.arange(
+            bone.shape[2]) % 3))
+        args += ["--mask", tmp_path / "m.npy"]
+    elif case == "bad_voxel":
+        args += ["--voxel-um", "-2"]
+    res = run(*args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    expected = {"missing": "no such file", "no_bone": "no bone", "zero_mask": "all zero",
+                "bad_shape": "shape", "bad_values": "mask values", "bad_voxel": "positive"}[case]
+    assert expected in lines[0]
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("bonesr-bench ")
+    res = run("morphometry", "--help")
+    assert res.exit_code == 0 and "--voxel-um" in res.stdout and "cortical" in res.stdout

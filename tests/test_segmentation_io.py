@@ -1,0 +1,112 @@
+"""TV + Otsu segmentation, and readers for every supported format (round trips, voxel sizes,
+errors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_structure
+
+from bonesr_bench.io import VolumeReadError, read_volume
+from bonesr_bench.segmentation import SegmentationParams, normalise, segment
+
+
+def noisy_scan(truth: np.ndarray, noise: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grey = np.where(truth, 0.8, 0.25) + rng.normal(0, noise, truth.shape)
+    return (grey * 1000).astype(np.float32)
+
+
+def dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_tv_otsu_recovers_a_noisy_structure():
+    """At SNR about 2.2 (contrast 0.55, noise 0.25), Otsu alone reaches Dice ~0.87; with TV first
+    the segmentation reaches Dice > 0.95: the denoising is what the protocol needs."""
+    truth = random_structure((40, 48, 48), 2.0, 0.2, seed=3)
+    grey = noisy_scan(truth, 0.25)
+    plain = segment(grey, SegmentationParams(tv_weight=0.0))
+    tv = segment(grey)
+    assert dice(tv, truth) > 0.95
+    assert dice(tv, truth) > dice(plain, truth) + 0.05
+
+
+def test_segmentation_uses_a_fixed_window_when_given():
+    truth = random_structure((20, 24, 24), 2.0, 0.3, seed=1)
+    grey = noisy_scan(truth, 0.05)
+    a = segment(grey, SegmentationParams(window=(0.0, 1000.0)))
+    assert dice(a, truth) > 0.97
+    np.testing.assert_allclose(normalise(np.array([[[0.0, 500.0, 2000.0]]]), (0, 1000)).ravel(),
+                               [0.0, 0.5, 1.0])
+
+
+def test_constant_volume_is_an_error():
+    with pytest.raises(ValueError, match="constant"):
+        segment(np.full((5, 6, 7), 3.0))
+
+
+VOL = (np.arange(4 * 5 * 6).reshape(4, 5, 6) % 3 == 0).astype(np.uint8)
+
+
+def write(fmt: str, path, data, voxel_um):
+    if fmt == "npy":
+        np.save(path, data)
+    elif fmt == "tif":
+        import tifffile
+
+        tifffile.imwrite(path, data, imagej=True, resolution=(1 / voxel_um, 1 / voxel_um),
+                         metadata={"spacing": voxel_um, "unit": "um"})
+    elif fmt == "nrrd":
+        import nrrd
+
+        mm = voxel_um / 1000
+        nrrd.write(str(path), data, {"space dimension": 3, "space units": ["mm"] * 3,
+                                     "space directions": np.diag([mm] * 3).tolist()},
+                   index_order="C")
+    elif fmt == "nii.gz":
+        import nibabel as nib
+
+        img = nib.Nifti1Image(np.transpose(data, (2, 1, 0)), np.diag([voxel_um / 1000] * 3 + [1]))
+        img.header.set_xyzt_units("mm")
+        nib.save(img, str(path))
+    elif fmt == "zarr":
+        import zarr
+
+        g = zarr.open_group(str(path), mode="w")
+        g.create_array("0", data=data)
+        g.attrs["multiscales"] = [{
+            "version": "0.4",
+            "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [voxel_um] * 3}]}],
+        }]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "tif", "nrrd", "nii.gz", "zarr"])
+def test_round_trip_with_voxel_size(tmp_path, fmt):
+    path = tmp_path / f"vol.{fmt}"
+    write(fmt, path, VOL, 10.5)
+    vol = read_volume(path)
+    np.testing.assert_array_equal(vol.data, VOL)
+    if fmt == "npy":
+        assert vol.voxel_um is None
+    else:
+        assert vol.voxel_um == pytest.approx(10.5, rel=1e-5)
+
+
+def test_read_errors_name_the_file(tmp_path):
+    with pytest.raises(VolumeReadError, match="no such file"):
+        read_volume(tmp_path / "missing.npy")
+    bad = tmp_path / "broken.nrrd"
+    bad.write_bytes(b"NRRD0004\ntype: what\n\n")
+    with pytest.raises(VolumeReadError, match="broken.nrrd: cannot read"):
+        read_volume(bad)
+    other = tmp_path / "scan.mhd"
+    other.write_text("x")
+    with pytest.raises(VolumeReadError, match="unsupported format .mhd"):
+        read_volume(other)
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros(5))
+    with pytest.raises(VolumeReadError, match="expected a 3D volume"):
+        read_volume(flat)
