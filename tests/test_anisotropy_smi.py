@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import grid
 from scipy import ndimage as ndi
 
 from bonesr_bench.morphometry import degree_of_anisotropy, structure_model_index
 from bonesr_bench.morphometry.anisotropy import DIRECTIONS, mil_fabric, mil_lengths
+from conftest import grid
 
 
 def boolean_model(n: int, stretch: float, seed: int, n_seeds: int = 900) -> np.ndarray:

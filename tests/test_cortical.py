@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import grid
 
 from bonesr_bench.morphometry import cortical_morphometry, morphometry
 from bonesr_bench.morphometry.cortical import cortical_porosity
+from conftest import grid
 
 
 def tube(n=100, r_in=30, r_out=40):

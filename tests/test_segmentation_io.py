@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_structure
 
 from bonesr_bench.io import VolumeReadError, read_volume
 from bonesr_bench.segmentation import SegmentationParams, normalise, segment
+from conftest import random_structure
 
 
 def noisy_scan(truth: np.ndarray, noise: float, seed: int = 0) -> np.ndarray:

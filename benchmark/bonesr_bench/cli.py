@@ -92,7 +92,8 @@ def morphometry(
       bonesr-bench morphometry scan.tif --grey --mask regions.npy --json
     """
     from .io import VolumeReadError, read_volume
-    from .morphometry import CONVENTIONS, morphometry as measure
+    from .morphometry import CONVENTIONS
+    from .morphometry import morphometry as measure
     from .segmentation import segment
 
     try:

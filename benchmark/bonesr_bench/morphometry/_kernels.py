@@ -8,11 +8,12 @@ Kunzelmann 2007) on integer squared distances, so the results match BoneJ voxel 
    26-neighbour (BoneJ's template test);
 3. :func:`max_ball_fill`: every voxel takes the largest squared radius ``R`` of a ridge ball that
    contains it (``|x - c|^2 <= R``), balls clipped to the image and allowed to spill onto the
-   nearest background voxels, exactly as BoneJ's sphere filling does. We do not fill spheres: an
-   exact separable algorithm (after Miettinen et al. 2019) propagates (R, remaining R) pairs along z,
-   then y, keeping only the Pareto-optimal pairs per voxel, then paints the x rows with a sparse
-   table of interval maxima. Cost grows with the ridge's ball *cross-sections*, not volumes, which
-   is what makes large marrow cavities cheap;
+   nearest background voxels, exactly as BoneJ's sphere filling does. We do not fill spheres:
+   each z plane is solved independently (in parallel) by painting the discs that cross it in
+   descending R, each image row keeping a union-find of its unpainted cells. A voxel is written
+   once and a row that is already painted costs O(1), so the cost grows with the balls' rows
+   (sum of pi R) rather than their volumes (sum of 4/3 pi R^1.5), which is what makes large
+   marrow cavities tractable;
 4. :func:`clean_up`: BoneJ's surface clean-up (surface voxels take the mean of their interior
    26-neighbours).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ridge_templates", "distance_ridge", "max_ball_fill", "clean_up", "euler_vertices"]
+__all__ = ["ridge_templates", "distance_ridge", "max_ball_fill", "clean_up", "mesh_area_rate"]
 
 
 @njit(cache=True)
@@ -111,44 +112,6 @@ def _isqrt(v: int) -> int:
     return r
 
 
-@njit(cache=True, parallel=True)
-def offset_templates(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``t[o, i]``: smallest squared radius of a ball centred at ``offsets[o]`` (non-negative
-    components) that contains the digital ball of squared radius ``values[i]`` at the origin."""
-    out = np.zeros((offsets.shape[0], values.shape[0]), dtype=np.int64)
-    for i in prange(values.shape[0]):
-        for o in range(offsets.shape[0]):
-            out[o, i] = _template_value(values[i], offsets[o, 2], offsets[o, 1], offsets[o, 0])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def prune_contained(
-    sq: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray, cols: np.ndarray,
-    offsets: np.ndarray, klass: np.ndarray, templ: np.ndarray,
-) -> np.ndarray:
-    """Keep-mask of the balls (z, y, x) whose ball is contained in no ball centred at one of the
-    ``offsets`` (signed, all of them; ``klass[o]`` is the row of ``templ`` for that offset).
-
-    Dropping a ball contained in another never changes the max-ball map: containment of digital
-    balls implies a strictly larger squared radius, so every dropped ball lies inside a kept one.
-    """
-    d, h, w = sq.shape
-    keep = np.ones(z.shape[0], dtype=np.bool_)
-    for b in prange(z.shape[0]):
-        col = cols[b]
-        for o in range(offsets.shape[0]):
-            zz = z[b] + offsets[o, 0]
-            yy = y[b] + offsets[o, 1]
-            xx = x[b] + offsets[o, 2]
-            if zz < 0 or zz >= d or yy < 0 or yy >= h or xx < 0 or xx >= w:
-                continue
-            if sq[zz, yy, xx] >= templ[klass[o], col]:
-                keep[b] = False
-                break
-    return keep
-
-
 @njit(cache=True)
 def _find(nxt: np.ndarray, y: int, x: int) -> int:
     root = x
@@ -166,8 +129,8 @@ def max_ball_fill(
     zc: np.ndarray, yc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
     group_start: np.ndarray, group_rho: np.ndarray, shape: tuple,
 ) -> np.ndarray:
-    """``out[v] = max{R_c : |v - c|^2 <= R_c}`` over the balls, 0 where none (balls clipped to the
-    image, spilling onto background as in BoneJ).
+    """``out[v] = 2 sqrt(max{R_c : |v - c|^2 <= R_c})`` (float32 diameter) over the balls, 0 where
+    none (balls clipped to the image, spilling onto background as in BoneJ).
 
     Balls come grouped by ``rho = isqrt(R)`` (groups in descending rho, ``group_start`` offsets),
     sorted by ``zc`` inside a group. Each z plane is solved on its own (in parallel): the discs that
@@ -175,7 +138,7 @@ def max_ball_fill(
     cell is written once and a fully covered row costs O(1).
     """
     d, h, w = shape
-    out = np.zeros((d, h, w), dtype=np.int32)
+    out = np.zeros((d, h, w), dtype=np.float32)
     n_groups = group_rho.shape[0]
     for z in prange(d):
         nxt = np.empty((h, w + 1), dtype=np.int32)
@@ -191,36 +154,110 @@ def max_ball_fill(
             hi = a + np.searchsorted(zc[a:e], z + rho + 1)
             if lo >= hi:
                 continue
-            idx = np.empty(hi - lo, dtype=np.int64)
+            # counting sort of the crossing balls by R descending (R - rho^2 spans 2 rho + 1)
+            span = 2 * rho + 2
+            cnt = np.zeros(span + 1, dtype=np.int64)
             m = 0
             for b in range(lo, hi):
                 dz = z - zc[b]
                 if dz * dz <= rc[b]:
-                    idx[m] = b
+                    cnt[span - 1 - (rc[b] - rho * rho) + 1] += 1
                     m += 1
             if m == 0:
                 continue
-            keys = np.empty(m, dtype=np.int64)
+            for k in range(span):
+                cnt[k + 1] += cnt[k]
+            order = np.empty(m, dtype=np.int64)
+            for b in range(lo, hi):
+                dz = z - zc[b]
+                if dz * dz <= rc[b]:
+                    k = span - 1 - (rc[b] - rho * rho)
+                    order[cnt[k]] = b
+                    cnt[k] += 1
             for q in range(m):
-                keys[q] = -rc[idx[q]]
-            order = np.argsort(keys)
-            for q in range(m):
-                b = idx[order[q]]
+                b = order[q]
                 dz = z - zc[b]
                 rem = rc[b] - dz * dz
-                ry = _isqrt(rem)
-                val = rc[b]
-                for yy in range(max(0, yc[b] - ry), min(h - 1, yc[b] + ry) + 1):
-                    dy = yy - yc[b]
-                    wx = _isqrt(rem - dy * dy)
-                    x0 = max(0, xc[b] - wx)
-                    x1 = min(w - 1, xc[b] + wx)
-                    xx = _find(nxt, yy, x0)
-                    while xx <= x1:
-                        plane[yy, xx] = val
-                        nxt[yy, xx] = xx + 1
-                        xx = _find(nxt, yy, xx + 1)
+                val = np.float32(2.0 * np.sqrt(np.float64(rc[b])))
+                y0 = yc[b]
+                x0c = xc[b]
+                # rows y0 +- dy share the half-width wx = isqrt(rem - dy^2), updated incrementally
+                wx = _isqrt(rem)
+                dy = 0
+                while dy * dy <= rem:
+                    lim = rem - dy * dy
+                    while wx * wx > lim:
+                        wx -= 1
+                    xa = max(0, x0c - wx)
+                    xb = min(w - 1, x0c + wx)
+                    for side in range(2 if dy > 0 else 1):
+                        yy = y0 - dy if side == 0 else y0 + dy
+                        if yy < 0 or yy >= h:
+                            continue
+                        xx = _find(nxt, yy, xa)
+                        while xx <= xb:
+                            plane[yy, xx] = val
+                            nxt[yy, xx] = xx + 1
+                            xx = _find(nxt, yy, xx + 1)
+                    dy += 1
     return out
+
+
+@njit(cache=True)
+def group_by_rho(r: np.ndarray):
+    """Stable counting sort of balls by rho = isqrt(R), descending. Returns (order, group_start,
+    group_rho) for the non-empty groups."""
+    n = r.shape[0]
+    rho = np.empty(n, dtype=np.int64)
+    top = 0
+    for i in range(n):
+        rho[i] = _isqrt(r[i])
+        if rho[i] > top:
+            top = rho[i]
+    cnt = np.zeros(top + 2, dtype=np.int64)
+    for i in range(n):
+        cnt[top - rho[i] + 1] += 1
+    n_groups = 0
+    for k in range(1, top + 2):
+        if cnt[k] > 0:
+            n_groups += 1
+    group_start = np.empty(n_groups + 1, dtype=np.int64)
+    group_rho = np.empty(n_groups, dtype=np.int64)
+    g = 0
+    for k in range(top + 1):
+        if cnt[k + 1] > 0:
+            group_start[g] = cnt[k]
+            group_rho[g] = top - k
+            g += 1
+        cnt[k + 1] += cnt[k]
+    group_start[n_groups] = n
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        k = top - rho[i]
+        order[cnt[k]] = i
+        cnt[k] += 1
+    return order, group_start, group_rho
+
+
+@njit(cache=True, parallel=True)
+def masked_stats(values: np.ndarray, mask: np.ndarray):
+    """(count, sum, sum of squares, max) of ``values`` where ``mask``, float64 accumulators."""
+    d = values.shape[0]
+    n = np.zeros(d, dtype=np.int64)
+    s1 = np.zeros(d)
+    s2 = np.zeros(d)
+    mx = np.zeros(d)
+    for z in prange(d):
+        for y in range(values.shape[1]):
+            for x in range(values.shape[2]):
+                if mask[z, y, x]:
+                    v = np.float64(values[z, y, x])
+                    n[z] += 1
+                    s1[z] += v
+                    s2[z] += v * v
+                    if v > mx[z]:
+                        mx[z] = v
+    return n.sum(), s1.sum(), s2.sum(), mx.max()
 
 
 @njit(cache=True, parallel=True)
@@ -228,7 +265,8 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
     """BoneJ's surface clean-up of a local-thickness map (float32, 0 = not covered).
 
     A covered voxel with an uncovered 26-neighbour inside the image is a surface voxel; it takes
-    the mean of its interior (non-surface, covered) 26-neighbours, or keeps its value if it has none.
+    the mean of its interior (non-surface, covered) 26-neighbours, or keeps its value if it has
+    none.
     """
     d, h, w = lt.shape
     surface = np.zeros(lt.shape, dtype=np.bool_)
@@ -252,6 +290,11 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
                                 continue
                             if lt[zz, yy, xx] == 0:
                                 found = True
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
                 surface[z, y, x] = found
     out = lt.copy()
     for z in prange(d):
@@ -280,3 +323,75 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
                 if n > 0:
                     out[z, y, x] = acc / np.float32(n)
     return out
+
+
+@njit(cache=True)
+def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    # outward unit normals: minus the area-weighted sum of skimage's (bone-facing) face normals
+    vn = np.zeros((verts.shape[0], 3))
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x = verts[b, 0] - verts[a, 0]
+        e1y = verts[b, 1] - verts[a, 1]
+        e1z = verts[b, 2] - verts[a, 2]
+        e2x = verts[c, 0] - verts[a, 0]
+        e2y = verts[c, 1] - verts[a, 1]
+        e2z = verts[c, 2] - verts[a, 2]
+        nx = e1y * e2z - e1z * e2y
+        ny = e1z * e2x - e1x * e2z
+        nz = e1x * e2y - e1y * e2x
+        for v in (a, b, c):
+            vn[v, 0] -= nx
+            vn[v, 1] -= ny
+            vn[v, 2] -= nz
+    for v in range(vn.shape[0]):
+        n = np.sqrt(vn[v, 0] ** 2 + vn[v, 1] ** 2 + vn[v, 2] ** 2)
+        if n > 0:
+            vn[v, 0] /= n
+            vn[v, 1] /= n
+            vn[v, 2] /= n
+    return vn
+
+
+@njit(cache=True, parallel=True)
+def mesh_area_rate(verts: np.ndarray, faces: np.ndarray, mask: np.ndarray):
+    """(area, d area / dr) of the triangles whose centre rounds to a voxel of ``mask``, when every
+    vertex moves by dr along its outward unit normal (area-weighted, from all triangles).
+    skimage orients triangle normals towards the higher values (bone), so outward (towards
+    marrow) is minus that."""
+    d, h, w = mask.shape
+    vn = _vertex_normals(verts, faces)
+    area = 0.0
+    rate = 0.0
+    for f in prange(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        cz = min(max(int(np.rint((verts[a, 0] + verts[b, 0] + verts[c, 0]) / 3.0)), 0), d - 1)
+        cy = min(max(int(np.rint((verts[a, 1] + verts[b, 1] + verts[c, 1]) / 3.0)), 0), h - 1)
+        cx = min(max(int(np.rint((verts[a, 2] + verts[b, 2] + verts[c, 2]) / 3.0)), 0), w - 1)
+        if not mask[cz, cy, cx]:
+            continue
+        e1x = np.float64(verts[b, 0] - verts[a, 0])
+        e1y = np.float64(verts[b, 1] - verts[a, 1])
+        e1z = np.float64(verts[b, 2] - verts[a, 2])
+        e2x = np.float64(verts[c, 0] - verts[a, 0])
+        e2y = np.float64(verts[c, 1] - verts[a, 1])
+        e2z = np.float64(verts[c, 2] - verts[a, 2])
+        d1x = vn[b, 0] - vn[a, 0]
+        d1y = vn[b, 1] - vn[a, 1]
+        d1z = vn[b, 2] - vn[a, 2]
+        d2x = vn[c, 0] - vn[a, 0]
+        d2y = vn[c, 1] - vn[a, 1]
+        d2z = vn[c, 2] - vn[a, 2]
+        nx = e1y * e2z - e1z * e2y
+        ny = e1z * e2x - e1x * e2z
+        nz = e1x * e2y - e1y * e2x
+        twice = np.sqrt(nx * nx + ny * ny + nz * nz)
+        if twice == 0:
+            continue
+        # d(fn) = d1 x e2 + e1 x d2; d(area) = 0.5 fn . d(fn) / |fn|
+        ax = d1y * e2z - d1z * e2y + e1y * d2z - e1z * d2y
+        ay = d1z * e2x - d1x * e2z + e1z * d2x - e1x * d2z
+        az = d1x * e2y - d1y * e2x + e1x * d2y - e1y * d2x
+        area += 0.5 * twice
+        rate += 0.5 * (nx * ax + ny * ay + nz * az) / twice
+    return area, rate

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["euler_characteristic", "edge_correction", "delta_chi", "connectivity_density"]
+__all__ = ["euler_characteristic", "edge_correction", "delta_chi"]
 
 
 def euler_characteristic(bone: np.ndarray) -> int:
@@ -90,17 +90,3 @@ def edge_correction(bone: np.ndarray) -> float:
 def delta_chi(bone: np.ndarray) -> float:
     """Δχ: the image's contribution to the Euler characteristic of the structure it was cut from."""
     return euler_characteristic(bone) - edge_correction(bone)
-
-
-def connectivity_density(bone: np.ndarray, voxel_um: float, *, tv_voxels: int | None = None) -> float:
-    """Conn.D = (1 - Δχ) / TV in mm^-3 (BoneJ; Odgaard & Gundersen 1993).
-
-    Parameters
-    ----------
-    bone : (z, y, x) bool array
-    voxel_um : isotropic voxel size in µm.
-    tv_voxels : total volume in voxels; the whole image by default (as BoneJ).
-    """
-    tv = bone.size if tv_voxels is None else tv_voxels
-    tv_mm3 = tv * (voxel_um * 1e-3) ** 3
-    return (1.0 - delta_chi(bone)) / tv_mm3

@@ -16,19 +16,12 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import marching_cubes
 
+from ._kernels import mesh_area_rate
+
 __all__ = ["SIGMA_VOX", "structure_model_index"]
 
 #: Gaussian smoothing (voxels) before meshing; recorded in every result.
 SIGMA_VOX = 0.8
-
-
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray, face_n: np.ndarray) -> np.ndarray:
-    vn = np.zeros_like(verts)
-    for j in range(3):
-        for k in range(3):
-            vn[:, j] += np.bincount(faces[:, k], weights=face_n[:, j], minlength=len(verts))
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    return np.divide(vn, norm, out=np.zeros_like(vn), where=norm > 0)
 
 
 def structure_model_index(
@@ -68,20 +61,8 @@ def structure_model_index(
         sub = ndi.gaussian_filter(sub, sigma_vox, mode="nearest")
     if sub.max() <= 0.5 or sub.min() >= 0.5:
         return float("nan")
-    verts, faces, _, _ = marching_cubes(sub, 0.5, allow_degenerate=False)
-    centre = verts[faces].mean(axis=1)
-    idx = np.clip(np.rint(centre).astype(np.int64), 0, np.array(sub.shape) - 1)
-    faces = faces[msub[idx[:, 0], idx[:, 1], idx[:, 2]]]
-    if faces.size == 0:
+    verts, faces, _, _ = marching_cubes(sub, 0.5)  # degenerate triangles have zero area
+    bs, dsdr = mesh_area_rate(verts, faces, msub)
+    if bs == 0:
         return float("nan")
-    a, bb, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    e1, e2 = bb - a, c - a
-    fn = np.cross(e1, e2)  # |fn| = 2 area; skimage orients it towards the bone (higher values)
-    vn = -_vertex_normals(verts, faces, fn)  # outward: towards marrow
-    twice_area = np.linalg.norm(fn, axis=1)
-    na, nb, nc = vn[faces[:, 0]], vn[faces[:, 1]], vn[faces[:, 2]]
-    dfn = np.cross(nb - na, e2) + np.cross(e1, nc - na)
-    ok = twice_area > 0
-    dsdr = 0.5 * float((np.einsum("ij,ij->i", fn[ok], dfn[ok]) / twice_area[ok]).sum())
-    bs = 0.5 * float(twice_area.sum())
     return float(6.0 * bv * dsdr / bs**2)

@@ -40,50 +40,30 @@ def squared_distance_map(phase: np.ndarray) -> np.ndarray:
     phase = np.ascontiguousarray(phase, dtype=np.uint8)
     if phase.all():
         raise ValueError("the phase fills the whole image: its distance map is undefined")
-    sq = edt.edtsq(phase, black_border=False, parallel=0)
-    return np.rint(sq).astype(np.int64)
+    # float32 holds these integer sums of squares exactly below 2^24 (images up to ~2300 voxels)
+    return edt.edtsq(phase, black_border=False, parallel=0).astype(np.int32)
 
 
-def _offsets(reach: int):
-    """All non-zero offsets with components in [-reach, reach], and for each the index of its
-    class (sorted absolute components) in the returned class table."""
-    rng = np.arange(-reach, reach + 1)
-    offs = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3)
-    offs = offs[np.abs(offs).sum(1) > 0]
-    classes, klass = np.unique(np.sort(np.abs(offs), axis=1), axis=0, return_inverse=True)
-    return offs.astype(np.int64), klass.astype(np.int64).ravel(), classes.astype(np.int64)
-
-
-def _ridge_balls(sq: np.ndarray, prune_reach: int = 2):
-    """BoneJ's distance-ridge balls, less those contained in a ball centred within
-    ``prune_reach`` voxels (which leaves the max-ball map unchanged), grouped for filling."""
-    values = np.unique(sq[sq > 0])
-    lut = np.zeros(int(values[-1]) + 1, dtype=np.int64)
+def _ridge_balls(sq: np.ndarray):
+    """BoneJ's distance-ridge balls (z, y, x, squared radius), z-sorted."""
+    present = np.bincount(sq.ravel())
+    present[0] = 0
+    values = np.flatnonzero(present)
+    lut = np.zeros(present.size, dtype=np.int64)
     lut[values] = np.arange(values.size)
     templ = _kernels.ridge_templates(values)
     ridge = _kernels.distance_ridge(sq, lut, templ)
-    z, y, x = (c.astype(np.int64) for c in np.nonzero(ridge))
-    r = sq[z, y, x]
-    if prune_reach > 1 and z.size:
-        offs, klass, classes = _offsets(prune_reach)
-        used = np.unique(r)
-        lut_used = np.zeros(int(used[-1]) + 1, dtype=np.int64)
-        lut_used[used] = np.arange(used.size)
-        templ2 = _kernels.offset_templates(used, classes)
-        keep = _kernels.prune_contained(sq, z, y, x, lut_used[r], offs, klass, templ2)
-        z, y, x, r = z[keep], y[keep], x[keep], r[keep]
-    return z, y, x, r
+    z, y, x = np.nonzero(ridge)
+    return z, y, x, sq[z, y, x].astype(np.int64)
 
 
 def max_ball_map(phase_sq: np.ndarray, balls) -> np.ndarray:
-    """Largest squared radius (voxels^2) of a ball containing each voxel, 0 where none."""
+    """Diameter ``2 sqrt(R)`` (voxels, float32) of the largest ball containing each voxel, 0 where
+    none; ``R`` is the ball's integer squared radius."""
     z, y, x, r = balls
-    rho = np.floor(np.sqrt(r)).astype(np.int64)
-    order = np.lexsort((z, -rho))  # groups of rho descending, sorted by z inside a group
-    z, y, x, r, rho = z[order], y[order], x[order], r[order], rho[order]
-    starts = np.flatnonzero(np.r_[True, rho[1:] != rho[:-1]])
-    group_start = np.r_[starts, rho.size].astype(np.int64)
-    return _kernels.max_ball_fill(z, y, x, r, group_start, rho[starts], phase_sq.shape)
+    order, group_start, group_rho = _kernels.group_by_rho(r)
+    return _kernels.max_ball_fill(z[order], y[order], x[order], r[order], group_start, group_rho,
+                                  phase_sq.shape)
 
 
 def local_thickness_map(phase: np.ndarray) -> np.ndarray:
@@ -115,15 +95,12 @@ def local_thickness_map(phase: np.ndarray) -> np.ndarray:
     Microsc Microanal 13 (S02):1678-1679.
     """
     phase = np.asarray(phase, dtype=bool)
-    out = np.zeros(phase.shape, dtype=np.float32)
     if not phase.any():
-        return out
+        return np.zeros(phase.shape, dtype=np.float32)
     sq = squared_distance_map(phase)
-    filled = max_ball_map(sq, _ridge_balls(sq))
-    lt = (2.0 * np.sqrt(filled)).astype(np.float32)
-    lt = _kernels.clean_up(lt)
-    out[phase] = lt[phase]
-    return out
+    lt = _kernels.clean_up(max_ball_map(sq, _ridge_balls(sq)))
+    lt[~phase] = 0
+    return lt
 
 
 def thickness_stats(phase: np.ndarray) -> ThicknessStats:
@@ -134,5 +111,7 @@ def thickness_stats(phase: np.ndarray) -> ThicknessStats:
     n = int(phase.sum())
     if n == 0 or n == phase.size:
         return ThicknessStats(float("nan"), float("nan"), float("nan"), n)
-    lt = local_thickness_map(phase)[phase].astype(np.float64)
-    return ThicknessStats(float(lt.mean()), float(lt.std()), float(lt.max()), n)
+    count, s1, s2, mx = _kernels.masked_stats(local_thickness_map(phase), phase)
+    mean = s1 / count
+    return ThicknessStats(float(mean), float(np.sqrt(max(s2 / count - mean * mean, 0.0))),
+                          float(mx), n)
