@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 
 from bonesr_bench.morphometry import degree_of_anisotropy, structure_model_index
 from bonesr_bench.morphometry.anisotropy import DIRECTIONS, mil_fabric, mil_lengths
+
 from conftest import grid
 
 

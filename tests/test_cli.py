@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bonesr_bench.cli import app
+
 from conftest import grid, random_structure
 
 TRAB = ["bv_tv_pct", "tb_th_um", "tb_th_sd_um", "tb_sp_um", "tb_sp_sd_um", "tb_n_per_mm",

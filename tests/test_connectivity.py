@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from skimage.measure import euler_number
 
-from bonej_loops import edge_correction_loops
 from bonesr_bench.morphometry import connectivity_density
 from bonesr_bench.morphometry.connectivity import delta_chi, edge_correction, euler_characteristic
+
+from bonej_loops import edge_correction_loops
 from conftest import BONEJ, grid, random_structure
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from bonesr_bench.morphometry import cortical_morphometry, morphometry
 from bonesr_bench.morphometry.cortical import cortical_porosity
+
 from conftest import grid
 
 

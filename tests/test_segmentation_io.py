@@ -8,6 +8,7 @@ import pytest
 
 from bonesr_bench.io import VolumeReadError, read_volume
 from bonesr_bench.segmentation import SegmentationParams, normalise, segment
+
 from conftest import random_structure
 
 

@@ -8,6 +8,7 @@ from numba import njit
 
 from bonesr_bench.morphometry import thickness as T
 from bonesr_bench.morphometry import trabecular_separation
+
 from conftest import BONEJ, grid, random_structure
 
 

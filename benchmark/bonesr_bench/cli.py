@@ -83,6 +83,8 @@ def morphometry(
         "--grey", help="Segment a grey volume first (TV denoising then two-class Otsu).")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (NaN/undefined values as null).")] = False,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto: CUDA when torch sees a GPU, else CPU; cpu; cuda.")] = "auto",
 ):
     """Measure trabecular and cortical bone parameters (BoneJ definitions, physical units).
 
@@ -109,6 +111,13 @@ def morphometry(
                            "cortical envelope with 2")
     except VolumeReadError as exc:
         raise fail(str(exc)) from None
+    if device not in ("auto", "cpu", "cuda"):
+        raise fail(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise fail("--device cuda: torch sees no CUDA GPU; use --device cpu (or auto)")
     size = voxel_um if voxel_um is not None else (vol.voxel_um or DEFAULT_VOXEL_UM)
     if not (math.isfinite(size) and size > 0):
         raise fail(f"--voxel-um must be a positive number of micrometres, got {size}")
@@ -128,7 +137,7 @@ def morphometry(
         raise fail(f"{volume} contains no bone (every voxel is background)")
     try:
         with err.status("measuring...", spinner="dots") if not as_json else _null():
-            result = measure(bone, float(size), regions=regions)
+            result = measure(bone, float(size), regions=regions, device=device)
     except ValueError as exc:
         raise fail(f"{volume}: {exc}") from None
     if as_json:

@@ -139,10 +139,34 @@ def _crop(mask: np.ndarray):
     return tuple(box)
 
 
-def _thickness_um(phase: np.ndarray, voxel_um: float) -> ThicknessStats:
+def _use_torch(device: str | None) -> bool:
+    """None or "cpu": the numba kernels; "cuda": the torch kernels on the GPU; "auto": CUDA when
+    torch sees a GPU, else the numba kernels."""
+    if device in (None, "cpu"):
+        return False
+    from .torch_backend import resolve_device
+
+    return resolve_device(device).type != "cpu"
+
+
+def _thickness_um(phase: np.ndarray, voxel_um: float, device: str | None = None) -> ThicknessStats:
+    if _use_torch(device):
+        from . import torch_backend
+
+        mean, sd, mx = torch_backend.thickness_stats(phase, device)
+        return ThicknessStats(mean * voxel_um, sd * voxel_um, mx * voxel_um, int(phase.sum()))
     s = thickness_stats(phase)
     return ThicknessStats(s.mean_vox * voxel_um, s.sd_vox * voxel_um, s.max_vox * voxel_um,
                           s.n_voxels)
+
+
+def _delta_chi(bone: np.ndarray, device: str | None) -> float:
+    if _use_torch(device):
+        from . import torch_backend
+        from .connectivity import edge_correction
+
+        return torch_backend.euler_characteristic(bone, device) - edge_correction(bone)
+    return delta_chi(bone)
 
 
 def bone_volume_fraction(bone: np.ndarray, *, mask: np.ndarray | None = None) -> float:
@@ -195,16 +219,20 @@ def cortical_thickness(bone, voxel_um, envelope) -> float:
     return _thickness_um(b[box] & e[box], voxel_um).mean_vox
 
 
-def trabecular_morphometry(bone, voxel_um: float, *, mask=None) -> TrabecularMorphometry:
-    """Every trabecular parameter of ``bone`` in the VOI ``mask`` (whole image by default)."""
+def trabecular_morphometry(bone, voxel_um: float, *, mask=None,
+                           device: str | None = None) -> TrabecularMorphometry:
+    """Every trabecular parameter of ``bone`` in the VOI ``mask`` (whole image by default).
+
+    ``device``: None/"cpu" runs the numba kernels, "cuda" the torch kernels on the GPU (local
+    thickness and Euler counting), "auto" CUDA when available."""
     b, m = _check(bone, voxel_um, mask)
     box = _crop(m)
     b, m = b[box], m[box]
     tv = int(m.sum())
     bone_in = b & m
     bv = int(bone_in.sum())
-    th = _thickness_um(bone_in, voxel_um)
-    sp = _thickness_um(m & ~b, voxel_um)
+    th = _thickness_um(bone_in, voxel_um, device)
+    sp = _thickness_um(m & ~b, voxel_um, device)
     tv_mm3 = tv * (voxel_um * 1e-3) ** 3
     fabric = mil_fabric(b, None if mask is None else m)
     return TrabecularMorphometry(
@@ -214,21 +242,22 @@ def trabecular_morphometry(bone, voxel_um: float, *, mask=None) -> TrabecularMor
         tb_sp_um=sp.mean_vox,
         tb_sp_sd_um=sp.sd_vox,
         tb_n_per_mm=trabecular_number(th.mean_vox, sp.mean_vox),
-        conn_d_per_mm3=(1.0 - delta_chi(bone_in)) / tv_mm3 if bv else float("nan"),
+        conn_d_per_mm3=(1.0 - _delta_chi(bone_in, device)) / tv_mm3 if bv else float("nan"),
         da_bonej=fabric.da_bonej,
         da_ratio=fabric.da_ratio,
         smi=structure_model_index(b, None if mask is None else m),
     )
 
 
-def cortical_morphometry(bone, voxel_um: float, envelope) -> CorticalMorphometry:
+def cortical_morphometry(bone, voxel_um: float, envelope,
+                         device: str | None = None) -> CorticalMorphometry:
     """Cortical thickness and porosity of ``bone`` in the cortical ``envelope``."""
     b, e = _check(bone, voxel_um, envelope, "cortical envelope")
     box = _crop(e)
     b, e = b[box], e[box]
     po = cortical_porosity(b, e, voxel_um)
     return CorticalMorphometry(
-        ct_th_um=_thickness_um(b & e, voxel_um).mean_vox,
+        ct_th_um=_thickness_um(b & e, voxel_um, device).mean_vox,
         ct_po_pct=po.total_pct,
         ct_po_closed_pct=po.closed_pct,
         ct_po_open_pct=po.open_pct,
@@ -259,7 +288,7 @@ def split_regions(regions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | 
     return (voi if voi.any() else None), (env if env.any() else None)
 
 
-def morphometry(bone, voxel_um: float, *, regions=None) -> dict:
+def morphometry(bone, voxel_um: float, *, regions=None, device: str | None = None) -> dict:
     """All parameters as one flat dict with the keys of ``bonesr-bench morphometry --json``.
 
     Without ``regions`` the whole image is the trabecular VOI. With regions, trabecular keys are
@@ -267,12 +296,12 @@ def morphometry(bone, voxel_um: float, *, regions=None) -> dict:
     """
     if regions is None:
         voi, env = None, None
-        out = trabecular_morphometry(bone, voxel_um).as_dict()
+        out = trabecular_morphometry(bone, voxel_um, device=device).as_dict()
     else:
         voi, env = split_regions(regions)
         out = {}
         if voi is not None:
-            out.update(trabecular_morphometry(bone, voxel_um, mask=voi).as_dict())
+            out.update(trabecular_morphometry(bone, voxel_um, mask=voi, device=device).as_dict())
     if env is not None:
-        out.update(cortical_morphometry(bone, voxel_um, env).as_dict())
+        out.update(cortical_morphometry(bone, voxel_um, env, device).as_dict())
     return out
