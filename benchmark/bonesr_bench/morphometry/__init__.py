@@ -76,8 +76,13 @@ CONVENTIONS = {
 }
 
 
+class _Record:
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class TrabecularMorphometry:
+class TrabecularMorphometry(_Record):
     """Trabecular parameters in the units their names say (NaN where undefined)."""
 
     bv_tv_pct: float
@@ -91,12 +96,9 @@ class TrabecularMorphometry:
     da_ratio: float
     smi: float
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class CorticalMorphometry:
+class CorticalMorphometry(_Record):
     """Cortical parameters: thickness (µm), porosities (%), pore count, mean pore volume (µm³)."""
 
     ct_th_um: float
@@ -105,9 +107,6 @@ class CorticalMorphometry:
     ct_po_open_pct: float
     po_n: int
     po_mean_volume_um3: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check(bone: np.ndarray, voxel_um: float, mask: np.ndarray | None, name: str = "mask"):

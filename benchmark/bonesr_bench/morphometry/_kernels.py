@@ -326,20 +326,27 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _triangle(verts: np.ndarray, a: int, b: int, c: int):
+    """Edge vectors e1 = b - a, e2 = c - a and their cross product (twice the area vector)."""
+    e1x = np.float64(verts[b, 0] - verts[a, 0])
+    e1y = np.float64(verts[b, 1] - verts[a, 1])
+    e1z = np.float64(verts[b, 2] - verts[a, 2])
+    e2x = np.float64(verts[c, 0] - verts[a, 0])
+    e2y = np.float64(verts[c, 1] - verts[a, 1])
+    e2z = np.float64(verts[c, 2] - verts[a, 2])
+    nx = e1y * e2z - e1z * e2y
+    ny = e1z * e2x - e1x * e2z
+    nz = e1x * e2y - e1y * e2x
+    return e1x, e1y, e1z, e2x, e2y, e2z, nx, ny, nz
+
+
+@njit(cache=True)
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     # outward unit normals: minus the area-weighted sum of skimage's (bone-facing) face normals
     vn = np.zeros((verts.shape[0], 3))
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        e1x = verts[b, 0] - verts[a, 0]
-        e1y = verts[b, 1] - verts[a, 1]
-        e1z = verts[b, 2] - verts[a, 2]
-        e2x = verts[c, 0] - verts[a, 0]
-        e2y = verts[c, 1] - verts[a, 1]
-        e2z = verts[c, 2] - verts[a, 2]
-        nx = e1y * e2z - e1z * e2y
-        ny = e1z * e2x - e1x * e2z
-        nz = e1x * e2y - e1y * e2x
+        _, _, _, _, _, _, nx, ny, nz = _triangle(verts, a, b, c)
         for v in (a, b, c):
             vn[v, 0] -= nx
             vn[v, 1] -= ny
@@ -370,21 +377,13 @@ def mesh_area_rate(verts: np.ndarray, faces: np.ndarray, mask: np.ndarray):
         cx = min(max(int(np.rint((verts[a, 2] + verts[b, 2] + verts[c, 2]) / 3.0)), 0), w - 1)
         if not mask[cz, cy, cx]:
             continue
-        e1x = np.float64(verts[b, 0] - verts[a, 0])
-        e1y = np.float64(verts[b, 1] - verts[a, 1])
-        e1z = np.float64(verts[b, 2] - verts[a, 2])
-        e2x = np.float64(verts[c, 0] - verts[a, 0])
-        e2y = np.float64(verts[c, 1] - verts[a, 1])
-        e2z = np.float64(verts[c, 2] - verts[a, 2])
+        e1x, e1y, e1z, e2x, e2y, e2z, nx, ny, nz = _triangle(verts, a, b, c)
         d1x = vn[b, 0] - vn[a, 0]
         d1y = vn[b, 1] - vn[a, 1]
         d1z = vn[b, 2] - vn[a, 2]
         d2x = vn[c, 0] - vn[a, 0]
         d2y = vn[c, 1] - vn[a, 1]
         d2z = vn[c, 2] - vn[a, 2]
-        nx = e1y * e2z - e1z * e2y
-        ny = e1z * e2x - e1x * e2z
-        nz = e1x * e2y - e1y * e2x
         twice = np.sqrt(nx * nx + ny * ny + nz * nz)
         if twice == 0:
             continue

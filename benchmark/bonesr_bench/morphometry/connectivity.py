@@ -27,7 +27,12 @@ def euler_characteristic(bone: np.ndarray) -> int:
     >>> euler_characteristic(ring)
     0
     """
-    p = np.pad(np.asarray(bone, dtype=bool), 1)
+    return cell_count_chi(np.pad(np.asarray(bone, dtype=bool), 1))
+
+
+def cell_count_chi(p):
+    """χ = vertices - edges + faces - cubes of the closed voxels of ``p``, a bool volume padded by
+    one empty voxel on every side. Works on numpy arrays and torch tensors alike."""
     cubes = int(p.sum())
     faces = int((p[1:] | p[:-1]).sum() + (p[:, 1:] | p[:, :-1]).sum()
                 + (p[:, :, 1:] | p[:, :, :-1]).sum())

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _kernels
+from .connectivity import cell_count_chi
 
 __all__ = ["resolve_device", "squared_distance_map", "euler_characteristic",
            "local_thickness_map", "thickness_stats"]
@@ -81,16 +82,7 @@ def squared_distance_map(phase, device=None) -> torch.Tensor:
 def euler_characteristic(bone, device=None) -> int:
     """χ of the 26-connected foreground: vertices - edges + faces - cubes of its closed voxels."""
     dev = resolve_device(device)
-    p = F.pad(_as_tensor(bone, dev).to(torch.uint8), (1, 1, 1, 1, 1, 1)).bool()
-    cubes = int(p.sum())
-    faces = int((p[1:] | p[:-1]).sum() + (p[:, 1:] | p[:, :-1]).sum()
-                + (p[:, :, 1:] | p[:, :, :-1]).sum())
-    e0 = p[:, 1:, 1:] | p[:, :-1, 1:] | p[:, 1:, :-1] | p[:, :-1, :-1]
-    e1 = p[1:, :, 1:] | p[:-1, :, 1:] | p[1:, :, :-1] | p[:-1, :, :-1]
-    e2 = p[1:, 1:, :] | p[:-1, 1:, :] | p[1:, :-1, :] | p[:-1, :-1, :]
-    edges = int(e0.sum() + e1.sum() + e2.sum())
-    vertices = int((e0[1:] | e0[:-1]).sum())
-    return vertices - edges + faces - cubes
+    return cell_count_chi(F.pad(_as_tensor(bone, dev).to(torch.uint8), (1, 1, 1, 1, 1, 1)).bool())
 
 
 def _shift(t: torch.Tensor, dz: int, dy: int, dx: int, fill=0) -> torch.Tensor:
