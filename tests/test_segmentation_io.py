@@ -96,6 +96,13 @@ def test_round_trip_with_voxel_size(tmp_path, fmt):
         assert vol.voxel_um == pytest.approx(10.5, rel=1e-5)
 
 
+def test_plain_tiff_print_resolution_is_not_a_voxel_size(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "plain.tif", VOL, resolution=(72, 72), resolutionunit=2)
+    assert read_volume(tmp_path / "plain.tif").voxel_um is None
+
+
 def test_read_errors_name_the_file(tmp_path):
     with pytest.raises(VolumeReadError, match="no such file"):
         read_volume(tmp_path / "missing.npy")

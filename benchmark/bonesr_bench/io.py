@@ -45,17 +45,19 @@ def _read_tiff(path: Path):
 
     with tifffile.TiffFile(path) as tf:
         data = tf.asarray()
-        voxel = None
         ij = tf.imagej_metadata or {}
         page = tf.pages[0]
-        unit = str(ij.get("unit", "")).lower()
-        if "XResolution" in page.tags:
+        unit = str(ij.get("unit", "")).strip()
+        res_unit = page.tags["ResolutionUnit"].value if "ResolutionUnit" in page.tags else 1
+        if not unit and int(res_unit) == 3:
+            unit = "cm"  # TIFF's own unit; inch (2) or none (1) is a print resolution, not a voxel
+        voxel = None
+        if unit and "XResolution" in page.tags:
             num, den = page.tags["XResolution"].value
             if num:
-                px = den / num
-                voxel = _to_um(px, unit or "micron")
-        if "spacing" in ij and voxel is None:
-            voxel = _to_um(float(ij["spacing"]), unit or "micron")
+                voxel = _to_um(den / num, unit)
+        if voxel is None and unit and "spacing" in ij:
+            voxel = _to_um(float(ij["spacing"]), unit)
     return data, voxel
 
 
