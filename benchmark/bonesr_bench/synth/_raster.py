@@ -1,0 +1,151 @@
+"""Numba rasterisers for the specimen generator: capsules (rods), thick triangles (plates), and the
+cortical tube with its canals, evaluated at the centres of a fine grid."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _seg_dist2(pz, py, px, a, b):
+    dz, dy, dx = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    wz, wy, wx = pz - a[0], py - a[1], px - a[2]
+    ll = dz * dz + dy * dy + dx * dx
+    t = 0.0 if ll == 0 else (wz * dz + wy * dy + wx * dx) / ll
+    t = min(max(t, 0.0), 1.0)
+    qz, qy, qx = wz - t * dz, wy - t * dy, wx - t * dx
+    return qz * qz + qy * qy + qx * qx
+
+
+@njit(cache=True, parallel=True)
+def paint_capsules(out, seg_a, seg_b, radius, step_um, origin_um):
+    """Set ``out`` (fine bool grid, voxel ``step_um``) where a fine-voxel centre is within
+    ``radius[i]`` µm of segment i (endpoints in µm, z y x). Parallel over z slabs, so every voxel
+    is written by one thread only."""
+    d, h, w = out.shape
+    n = seg_a.shape[0]
+    for z in prange(d):
+        pz = origin_um[0] + (z + 0.5) * step_um
+        for i in range(n):
+            r = radius[i]
+            lo = min(seg_a[i, 0], seg_b[i, 0]) - r
+            hi = max(seg_a[i, 0], seg_b[i, 0]) + r
+            if pz < lo or pz > hi:
+                continue
+            y0 = max(0, int((min(seg_a[i, 1], seg_b[i, 1]) - r - origin_um[1]) / step_um))
+            y1 = min(h - 1, int((max(seg_a[i, 1], seg_b[i, 1]) + r - origin_um[1]) / step_um) + 1)
+            x0 = max(0, int((min(seg_a[i, 2], seg_b[i, 2]) - r - origin_um[2]) / step_um))
+            x1 = min(w - 1, int((max(seg_a[i, 2], seg_b[i, 2]) + r - origin_um[2]) / step_um) + 1)
+            r2 = r * r
+            for y in range(y0, y1 + 1):
+                py = origin_um[1] + (y + 0.5) * step_um
+                for x in range(x0, x1 + 1):
+                    if out[z, y, x]:
+                        continue
+                    px = origin_um[2] + (x + 0.5) * step_um
+                    if _seg_dist2(pz, py, px, seg_a[i], seg_b[i]) <= r2:
+                        out[z, y, x] = True
+
+
+@njit(cache=True)
+def _tri_dist2(p, a, b, c):
+    # squared distance from point p to triangle abc (Ericson, Real-Time Collision Detection 5.1.5)
+    ab = b - a
+    ac = c - a
+    ap = p - a
+    d1 = ab @ ap
+    d2 = ac @ ap
+    if d1 <= 0 and d2 <= 0:
+        q = a
+    else:
+        bp = p - b
+        d3 = ab @ bp
+        d4 = ac @ bp
+        if d3 >= 0 and d4 <= d3:
+            q = b
+        else:
+            vc = d1 * d4 - d3 * d2
+            if vc <= 0 and d1 >= 0 and d3 <= 0:
+                q = a + (d1 / (d1 - d3)) * ab
+            else:
+                cp = p - c
+                d5 = ab @ cp
+                d6 = ac @ cp
+                if d6 >= 0 and d5 <= d6:
+                    q = c
+                else:
+                    vb = d5 * d2 - d1 * d6
+                    if vb <= 0 and d2 >= 0 and d6 <= 0:
+                        q = a + (d2 / (d2 - d6)) * ac
+                    else:
+                        va = d3 * d6 - d5 * d4
+                        if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
+                            q = b + ((d4 - d3) / ((d4 - d3) + (d5 - d6))) * (c - b)
+                        else:
+                            den = 1.0 / (va + vb + vc)
+                            q = a + ab * (vb * den) + ac * (vc * den)
+    e = p - q
+    return e @ e
+
+
+@njit(cache=True, parallel=True)
+def paint_plates(out, tri, half_thickness, step_um, origin_um):
+    """Set ``out`` where a fine-voxel centre is within ``half_thickness[i]`` µm of triangle i
+    (``tri[i]`` = 3 vertices in µm, z y x)."""
+    d, h, w = out.shape
+    for z in prange(d):
+        p = np.empty(3)
+        p[0] = origin_um[0] + (z + 0.5) * step_um
+        for i in range(tri.shape[0]):
+            t = half_thickness[i]
+            lo = min(tri[i, 0, 0], tri[i, 1, 0], tri[i, 2, 0]) - t
+            hi = max(tri[i, 0, 0], tri[i, 1, 0], tri[i, 2, 0]) + t
+            if p[0] < lo or p[0] > hi:
+                continue
+            ymin = min(tri[i, 0, 1], tri[i, 1, 1], tri[i, 2, 1]) - t
+            ymax = max(tri[i, 0, 1], tri[i, 1, 1], tri[i, 2, 1]) + t
+            xmin = min(tri[i, 0, 2], tri[i, 1, 2], tri[i, 2, 2]) - t
+            xmax = max(tri[i, 0, 2], tri[i, 1, 2], tri[i, 2, 2]) + t
+            y0 = max(0, int((ymin - origin_um[1]) / step_um))
+            y1 = min(h - 1, int((ymax - origin_um[1]) / step_um) + 1)
+            x0 = max(0, int((xmin - origin_um[2]) / step_um))
+            x1 = min(w - 1, int((xmax - origin_um[2]) / step_um) + 1)
+            t2 = t * t
+            for y in range(y0, y1 + 1):
+                p[1] = origin_um[1] + (y + 0.5) * step_um
+                for x in range(x0, x1 + 1):
+                    if out[z, y, x]:
+                        continue
+                    p[2] = origin_um[2] + (x + 0.5) * step_um
+                    if _tri_dist2(p, tri[i, 0], tri[i, 1], tri[i, 2]) <= t2:
+                        out[z, y, x] = True
+
+
+@njit(cache=True, parallel=True)
+def polar_shell(shape, step_um, centre_yx, r_out, r_in, n_theta):
+    """Per fine voxel: 2 inside the cortical shell (r_in <= r < r_out), 1 inside the endosteal
+    surface (r < r_in), 0 outside. ``r_out``/``r_in`` are (z, n_theta) radii in µm sampled at
+    equal angles; ``centre_yx`` is (z, 2) in µm. Linear interpolation in angle."""
+    d, h, w = shape
+    out = np.zeros(shape, dtype=np.uint8)
+    two_pi = 2 * np.pi
+    for z in prange(d):
+        cy, cx = centre_yx[z, 0], centre_yx[z, 1]
+        for y in range(h):
+            py = (y + 0.5) * step_um - cy
+            for x in range(w):
+                px = (x + 0.5) * step_um - cx
+                r = np.sqrt(py * py + px * px)
+                th = np.arctan2(py, px) % two_pi
+                f = th / two_pi * n_theta
+                k = int(f) % n_theta
+                k1 = (k + 1) % n_theta
+                u = f - int(f)
+                ro = (1 - u) * r_out[z, k] + u * r_out[z, k1]
+                ri = (1 - u) * r_in[z, k] + u * r_in[z, k1]
+                if r < ri:
+                    out[z, y, x] = 1
+                elif r < ro:
+                    out[z, y, x] = 2
+    return out
