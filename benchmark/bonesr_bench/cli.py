@@ -159,6 +159,128 @@ def morphometry(
                     "thickness as BoneJ; structures cut by the image border continue.[/]")
 
 
+data_app = typer.Typer(help="Build, verify and inspect benchmark splits (zarr stores).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+SPLIT_HELP = "test | train | all (the v1 split's parts), or mini (a tiny split for tests)."
+
+
+def _split_config(split: str):
+    from .split import SPLITS
+
+    if split not in ("test", "train", "all", "mini"):
+        raise fail(f"--split must be test, train, all or mini, got {split!r}")
+    return SPLITS["mini" if split == "mini" else "v1"], ("all" if split == "mini" else split)
+
+
+@data_app.command("build")
+def data_build(
+    split: Annotated[str, typer.Option("--split", help=SPLIT_HELP)] = "all",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the zarr store. Default: the per-user cache.",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto: CUDA when torch sees a GPU; cpu; cuda.")] = "auto",
+):
+    """Build the synthetic split (specimens, simulated HR and LR scans, true geometry).
+
+    Re-running resumes an interrupted build and repairs altered specimens; complete ones are kept.
+    """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .morphometry.torch_backend import resolve_device
+    from .split import build, default_path
+
+    config, part = _split_config(split)
+    path = out or default_path(config)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} specimens"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(f"building {path.name} ({part})", total=len(config.specimens(part)))
+        fp = build(path, config, part=part, device=dev,
+                   progress=lambda name, done, total: bar.update(task, completed=done))
+    err.print(f"built {path}  fingerprint {fp[:16]}")
+
+
+@data_app.command("verify")
+def data_verify(
+    path: Annotated[Path | None, typer.Argument(
+        help="The split to check. Default: the v1 split in the per-user cache.",
+        show_default=False)] = None,
+):
+    """Recompute every array's sha256 and compare with the recorded table and fingerprint."""
+    from .split import SPLITS, SplitError, default_path, verify
+
+    path = path or default_path(SPLITS["v1"])
+    try:
+        report = verify(path)
+    except SplitError as exc:
+        raise fail(str(exc)) from None
+    if report.ok:
+        Console().print(f"[green]ok[/] {path}: every array matches; fingerprint "
+                        f"{report.fingerprint}")
+        return
+    problems = []
+    if report.missing:
+        problems.append(f"missing or incomplete specimens: {', '.join(report.missing)}")
+    if report.altered:
+        problems.append(f"altered arrays: {', '.join(report.altered)}")
+    if not problems:
+        problems.append("the recorded fingerprint does not match the arrays")
+    raise fail(f"{path}: " + "; ".join(problems)
+               + f"; run `bonesr-bench data build --out {path}` to repair it")
+
+
+@data_app.command("info")
+def data_info(
+    path: Annotated[Path | None, typer.Argument(
+        help="The split to describe. Default: the v1 split in the per-user cache.",
+        show_default=False)] = None,
+):
+    """A table of the specimens with their true morphometry."""
+    import zarr
+
+    from .split import SPLITS, default_path
+
+    path = path or default_path(SPLITS["v1"])
+    if not path.exists():
+        raise fail(f"{path}: no split here; build it with `bonesr-bench data build`")
+    root = zarr.open_group(str(path), mode="r")
+    meta = dict(root.attrs.get("bonesr", {}))
+    keys = ["bv_tv_pct", "tb_th_um", "tb_sp_um", "conn_d_per_mm3", "da_ratio", "ct_th_um",
+            "ct_po_pct"]
+    table = Table(title=f"{meta.get('split', path.name)} v{meta.get('version', '?')}  "
+                  f"fingerprint {str(meta.get('fingerprint', '-'))[:16]}", title_justify="left")
+    table.add_column("subset")
+    table.add_column("specimen")
+    for k in keys:
+        label, unit = UNITS[k]
+        table.add_column(f"{label}\n{unit}".strip(), justify="right")
+    for subset in ("train", "test"):
+        if subset not in root:
+            continue
+        for name in sorted(root[subset].group_keys()):
+            attrs = root[f"{subset}/{name}"].attrs
+            m = attrs.get("truth_morphometry", {})
+            done = attrs.get("complete", False)
+            table.add_row(subset, name + ("" if done else " (incomplete)"),
+                          *[("-" if m.get(k) is None else f"{m[k]:.3g}") for k in keys])
+    Console().print(table)
+
+
 class _null:
     def __enter__(self):
         return self

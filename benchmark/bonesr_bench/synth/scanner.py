@@ -5,7 +5,7 @@ Per scan, every axial slice is imaged in parallel-beam geometry (torch, batched 
 it runs on the GPU when there is one):
 
 1. attenuation: bone fraction f per HR voxel -> mu = f mu_bone + (1 - f) mu_soft inside a
-   cylinder of soft tissue (the specimen holder's medium), air outside;
+   cylinder of soft tissue (the specimen holder's medium, 99 % of the field of view), air outside;
 2. line integrals over ``n_angles`` angles in [0, pi), sampled every 10.5 µm across and along
    the slice stack (the HR grid);
 3. detector integration: each detector pixel (scan voxel size: 10.5 µm HR, 21 µm LR) integrates
@@ -50,7 +50,6 @@ class ScanParams:
     photons: float  # incident photons per detector pixel and projection
     blur_sigma_um: float  # focal spot + detector, Gaussian on the detector plane
     gain_sd: float  # relative SD of the per-column detector gain
-    medium_radius_um: float = 1330.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,11 +146,13 @@ def _angles(n_angles: int) -> np.ndarray:
 
 
 def line_integrals(fraction: np.ndarray, n_angles: int, *, hr_voxel_um: float = 10.5,
-                   medium_radius_um: float = 1330.0, device="cpu") -> torch.Tensor:
+                   device="cpu") -> torch.Tensor:
     """Noise-free line integrals (dimensionless) of the specimen, (Z, n_angles, N), HR sampling.
-    CPU: Joseph's method (numba); CUDA: bilinear ray sampling (torch), within 0.2 % of it."""
+    The medium fills a cylinder of 99 % of the field of view. CPU: Joseph's method (numba);
+    CUDA: bilinear ray sampling (torch), within 0.2 % of it."""
     dev = torch.device(device)
     z, n, _ = fraction.shape
+    medium_radius_um = 0.495 * n * hr_voxel_um
     coord = (np.arange(n) + 0.5 - n / 2) * hr_voxel_um
     inside = (coord[None, :] ** 2 + coord[:, None] ** 2) <= medium_radius_um**2
     mu_px = ((fraction * MU_BONE_CM + (1 - fraction) * MU_SOFT_CM) * 1e-4 * hr_voxel_um
@@ -197,15 +198,13 @@ def scan(fraction: np.ndarray, params: ScanParams, *, hr_voxel_um: float = 10.5,
          device="cpu") -> np.ndarray:
     """Simulated reconstruction (1/cm, float32) of the bone ``fraction`` volume (Z, N, N) on the
     HR grid with the scan protocol ``params``; shape (Z / b, N / b, N / b) for binning b."""
-    p = line_integrals(fraction, params.n_angles, hr_voxel_um=hr_voxel_um,
-                       medium_radius_um=params.medium_radius_um, device=device)
+    p = line_integrals(fraction, params.n_angles, hr_voxel_um=hr_voxel_um, device=device)
     return scan_from_projections(p, params, hr_voxel_um=hr_voxel_um, seed=seed)
 
 
 def scan_pair(fraction: np.ndarray, *, hr_voxel_um: float = 10.5, seed: int = 0, device="cpu",
               hr: ScanParams = HR_SCAN, lr: ScanParams = LR_SCAN):
     """(HR scan, LR scan) of one specimen, sharing one set of line integrals."""
-    p = line_integrals(fraction, hr.n_angles, hr_voxel_um=hr_voxel_um,
-                       medium_radius_um=hr.medium_radius_um, device=device)
+    p = line_integrals(fraction, hr.n_angles, hr_voxel_um=hr_voxel_um, device=device)
     return (scan_from_projections(p, hr, hr_voxel_um=hr_voxel_um, seed=seed * 2 + 1),
             scan_from_projections(p, lr, hr_voxel_um=hr_voxel_um, seed=seed * 2 + 2))

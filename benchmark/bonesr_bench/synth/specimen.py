@@ -90,12 +90,18 @@ def draw_params(seed: int) -> SpecimenParams:
     )
 
 
+DEFAULT_FOV_UM = 256 * 10.5
+
+
 def _contours(p: SpecimenParams, nz: int, step_um: float, extent_um, rng, n_theta=256):
     theta = np.linspace(0, 2 * np.pi, n_theta, endpoint=False)
     z = (np.arange(nz) + 0.5) / nz
+    # a smaller field of view (the mini split) holds a proportionally smaller bone
+    fov = min(1.0, min(extent_um[1], extent_um[2]) / DEFAULT_FOV_UM)
     # slow drift of the centre and of the size along z
-    centre = np.stack([extent_um[1] / 2 + 40 * np.sin(2 * np.pi * (z * 0.7 + rng.uniform())),
-                       extent_um[2] / 2 + 40 * np.cos(2 * np.pi * (z * 0.6 + rng.uniform()))], 1)
+    centre = np.stack([extent_um[1] / 2 + 40 * fov * np.sin(2 * np.pi * (z * 0.7 + rng.uniform())),
+                       extent_um[2] / 2 + 40 * fov * np.cos(2 * np.pi * (z * 0.6 + rng.uniform()))],
+                      1)
     scale = 1 + 0.06 * (z - 0.5)
     ang = theta[None, :] - p.orientation_rad
     ellipse = (p.outer_a_um * p.outer_b_um
@@ -103,8 +109,9 @@ def _contours(p: SpecimenParams, nz: int, step_um: float, extent_um, rng, n_thet
     wob = np.ones_like(ellipse)
     for k, (amp, ph) in enumerate(zip(p.wobble, p.wobble_phase, strict=True), start=2):
         wob = wob + amp * np.cos(k * theta[None, :] + ph + 0.3 * z[:, None])
-    r_out = ellipse * wob * scale[:, None]
-    thick = p.ct_th_um * (1 + p.ct_th_variation * np.cos(theta[None, :] - rng.uniform(0, 6.3)))
+    r_out = ellipse * wob * scale[:, None] * fov
+    around = np.cos(theta[None, :] - rng.uniform(0, 6.3))
+    thick = p.ct_th_um * max(fov, 0.5) * (1 + p.ct_th_variation * around)
     thick = np.broadcast_to(thick, r_out.shape)
     return centre, r_out, r_out - thick, theta
 

@@ -1,0 +1,305 @@
+"""The benchmark split: a versioned, registered HR/LR zarr store with the true geometry beside it.
+
+Layout (``../shared/DESIGN.md`` §1; each image is a one-level OME-Zarr 0.4 image group, so napari
+opens ``<store>/test/<specimen>/hr`` directly, voxel sizes in micrometres)::
+
+    <split>.zarr/   attrs["bonesr"]: id, version, scale, voxel sizes, intensity calibration,
+                    segmentation parameters, generator and scanner parameters, seeds, package
+                    versions, sha256 of every array and the fingerprint (sha256 of that table)
+      train/<specimen>/ and test/<specimen>/
+        hr/0            HR scan (z, y, x), uint16, 10.5 µm
+        lr/0            LR scan (z/2, y/2, x/2), uint16, 21 µm, registered to hr
+        labels/truth/0  true bone on the HR grid, uint8 0/1
+        labels/regions/0  0 outside, 1 trabecular VOI, 2 cortical envelope (HR grid)
+        attrs           generator parameters, the truth's morphometry, "complete"
+
+Scans are stored as uint16 ``raw``; attenuation in 1/cm is ``offset + slope * raw``.
+A specimen is written array by array and marked complete last, so an interrupted build leaves
+incomplete specimens that the next build redoes; verification recomputes every hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from . import __version__
+from .segmentation import SegmentationParams
+
+__all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "verify",
+           "open_split", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
+
+SPLIT_ID = "synth-v1"
+VERSION = "1.0"
+#: attenuation (1/cm) = OFFSET + SLOPE * raw (uint16)
+CALIBRATION = {"unit": "1/cm", "offset": -2.0, "slope": 8.0 / 65535}
+#: the fixed intensity window of the split (1/cm) and TV-Otsu parameters used for every volume
+SEGMENTATION = SegmentationParams(tv_weight=0.08, tv_max_iter=100, window=(-0.5, 3.5))
+
+
+class SplitError(RuntimeError):
+    """A split is missing, incomplete or tampered with; the message says what and the fix."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    name: str
+    hr_shape: tuple[int, int, int]
+    train_seeds: tuple[int, ...]
+    test_seeds: tuple[int, ...]
+    hr_voxel_um: float = 10.5
+    scale: int = 2
+
+    def specimens(self, part: str = "all") -> list[tuple[str, str, int]]:
+        """(subset, name, seed) for ``part`` in train | test | all."""
+        out = []
+        if part in ("train", "all"):
+            out += [("train", f"s{seed:04d}", seed) for seed in self.train_seeds]
+        if part in ("test", "all"):
+            out += [("test", f"s{seed:04d}", seed) for seed in self.test_seeds]
+        return out
+
+
+SPLITS = {
+    "v1": SplitConfig("v1", (160, 256, 256), tuple(range(1000, 1029)), tuple(range(2000, 2011))),
+    "mini": SplitConfig("mini", (16, 96, 96), (1000, 1001), (2000, 2001)),
+}
+
+
+def default_path(config: SplitConfig) -> Path:
+    """The per-user cache location of a split."""
+    from platformdirs import user_cache_dir
+
+    suffix = "" if config.name == "v1" else f"-{config.name}"
+    return Path(user_cache_dir("bonesr-bench")) / f"{SPLIT_ID}{suffix}.zarr"
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 of an array's little-endian C-order bytes, with its dtype and shape."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.newbyteorder('<').str}{a.shape}".encode())
+    h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(table: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
+
+
+def to_raw(mu_cm: np.ndarray) -> np.ndarray:
+    raw = np.rint((mu_cm - CALIBRATION["offset"]) / CALIBRATION["slope"])
+    return np.clip(raw, 0, 65535).astype(np.uint16)
+
+
+def from_raw(raw: np.ndarray) -> np.ndarray:
+    return (CALIBRATION["offset"] + CALIBRATION["slope"] * raw.astype(np.float32)).astype(
+        np.float32)
+
+
+def _ome_attrs(name: str, voxel_um: float) -> dict:
+    return {"multiscales": [{
+        "version": "0.4", "name": name,
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [voxel_um] * 3}]}],
+    }]}
+
+
+def _write_image(group: zarr.Group, path: str, data: np.ndarray, voxel_um: float,
+                 label: bool = False) -> str:
+    img = group.require_group(path)
+    chunks = (min(32, data.shape[0]), min(128, data.shape[1]), min(128, data.shape[2]))
+    img.create_array("0", data=data, chunks=chunks, overwrite=True)
+    attrs = _ome_attrs(path, voxel_um)
+    if label:
+        attrs["image-label"] = {"version": "0.4", "source": {"image": "../../hr"}}
+    img.attrs.update(attrs)
+    return array_sha256(data)
+
+
+def _versions() -> dict:
+    import numba
+    import scipy
+    import skimage
+    import torch
+
+    return {"bonesr_bench": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "scikit-image": skimage.__version__, "torch": torch.__version__,
+            "numba": numba.__version__, "zarr": zarr.__version__}
+
+
+@dataclass
+class Specimen:
+    """One specimen read from a split: arrays in physical units."""
+
+    subset: str
+    name: str
+    hr: np.ndarray  # 1/cm, float32
+    lr: np.ndarray
+    regions: np.ndarray
+    truth: np.ndarray | None
+    attrs: dict = field(default_factory=dict)
+
+
+def _specimen_complete(root: zarr.Group, subset: str, name: str) -> bool:
+    key = f"{subset}/{name}"
+    return key in root and bool(root[key].attrs.get("complete", False))
+
+
+def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int, device) -> dict:
+    from .morphometry import morphometry
+    from .synth.scanner import HR_SCAN, LR_SCAN, scan_pair
+    from .synth.specimen import draw_params, generate
+
+    params = draw_params(seed)
+    spec = generate(params, shape=config.hr_shape, voxel_um=config.hr_voxel_um)
+    hr, lr = scan_pair(spec.fraction, hr_voxel_um=config.hr_voxel_um, seed=seed, device=device)
+    key = f"{subset}/{name}"
+    if key in root:
+        del root[key]
+    g = root.require_group(key)
+    hashes = {
+        f"{key}/hr/0": _write_image(g, "hr", to_raw(hr), config.hr_voxel_um),
+        f"{key}/lr/0": _write_image(g, "lr", to_raw(lr), config.hr_voxel_um * config.scale),
+        f"{key}/labels/truth/0": _write_image(g, "labels/truth", spec.truth, config.hr_voxel_um,
+                                              label=True),
+        f"{key}/labels/regions/0": _write_image(g, "labels/regions", spec.regions,
+                                                config.hr_voxel_um, label=True),
+    }
+    g.require_group("labels").attrs["labels"] = ["truth", "regions"]
+    truth_m = morphometry(spec.truth, config.hr_voxel_um, regions=spec.regions)
+    g.attrs.update({
+        "seed": seed, "generator": params.as_dict(),
+        "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict(),
+                    "hr_dose_per_um2": HR_SCAN.dose_per_voxel(config.hr_voxel_um),
+                    "lr_dose_per_um2": LR_SCAN.dose_per_voxel(config.hr_voxel_um)},
+        "truth_morphometry": {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                              for k, v in truth_m.items()},
+        "sha256": hashes,
+    })
+    g.attrs["complete"] = True  # last: marks the specimen as whole
+    return hashes
+
+
+def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "all",
+          device="cpu", progress: Callable[[str, int, int], None] | None = None) -> str:
+    """Build (or resume, or repair) the split at ``path``; returns its fingerprint.
+
+    Complete specimens whose arrays still match their recorded hashes are kept; incomplete or
+    altered ones are rebuilt. ``progress(name, done, total)`` is called after each specimen.
+    """
+    from .synth.scanner import HR_SCAN, LR_SCAN
+    from .synth.specimen import draw_params
+
+    path = Path(path)
+    root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    todo = config.specimens(part)
+    for i, (subset, name, seed) in enumerate(todo):
+        ok = _specimen_complete(root, subset, name) and not _check_specimen(root, subset, name)
+        if not ok:
+            _build_specimen(root, config, subset, name, seed, device)
+        if progress:
+            progress(name, i + 1, len(todo))
+    table = {}
+    for subset, name, _ in config.specimens("all"):
+        if _specimen_complete(root, subset, name):
+            table.update(root[f"{subset}/{name}"].attrs["sha256"])
+    root.attrs["bonesr"] = {
+        "split": SPLIT_ID if config.name == "v1" else f"{SPLIT_ID}-{config.name}",
+        "version": VERSION, "config": config.name, "scale": config.scale,
+        "hr_voxel_um": config.hr_voxel_um, "lr_voxel_um": config.hr_voxel_um * config.scale,
+        "hr_shape": list(config.hr_shape),
+        "intensity_calibration": CALIBRATION,
+        "segmentation": {**SEGMENTATION.as_dict(), "window_unit": "1/cm"},
+        "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict()},
+        "seeds": {"train": list(config.train_seeds), "test": list(config.test_seeds)},
+        "generator_defaults": {str(s): draw_params(s).as_dict()
+                               for _, _, s in config.specimens("all")[:1]},
+        "versions": _versions(),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sha256": table,
+        "fingerprint": fingerprint(table),
+    }
+    return fingerprint(table)
+
+
+def _check_specimen(root, subset: str, name: str) -> list[str]:
+    """Paths of the specimen's arrays whose content no longer matches the recorded hash."""
+    g = root[f"{subset}/{name}"]
+    bad = []
+    for path, sha in g.attrs.get("sha256", {}).items():
+        rel = path.split("/", 2)[2]
+        if rel not in g or array_sha256(np.asarray(g[rel][...])) != sha:
+            bad.append(path)
+    return bad
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    complete: bool
+    missing: list[str]
+    altered: list[str]
+    fingerprint: str | None
+    recorded_fingerprint: str | None
+
+    @property
+    def ok(self) -> bool:
+        return (self.complete and not self.missing and not self.altered
+                and self.fingerprint == self.recorded_fingerprint)
+
+
+def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
+    """Recompute every array's hash and compare with the recorded table."""
+    path = Path(path)
+    if not path.exists():
+        raise SplitError(f"{path}: no split here; build it with `bonesr-bench data build`")
+    root = zarr.open_group(str(path), mode="r")
+    meta = dict(root.attrs.get("bonesr", {}))
+    if config is None:
+        config = SPLITS.get(meta.get("config", "v1"), SPLITS["v1"])
+    missing, altered, table = [], [], {}
+    for subset, name, _ in config.specimens("all"):
+        if not _specimen_complete(root, subset, name):
+            missing.append(f"{subset}/{name}")
+            continue
+        altered += _check_specimen(root, subset, name)
+        table.update(root[f"{subset}/{name}"].attrs["sha256"])
+    recorded = meta.get("fingerprint")
+    return VerifyReport(str(path), bool(meta) and not missing, missing, altered,
+                        fingerprint(table) if not missing else None, recorded)
+
+
+def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
+    """Open a split for reading; with ``check`` refuse one that fails verification."""
+    if check:
+        report = verify(path)
+        if not report.ok:
+            what = (f"{len(report.missing)} specimen(s) missing or incomplete"
+                    if report.missing else f"{len(report.altered)} array(s) altered"
+                    if report.altered else "fingerprint mismatch")
+            raise SplitError(f"{path}: split fails verification ({what}); run "
+                             f"`bonesr-bench data build --out {path}` to resume or repair it")
+    return zarr.open_group(str(path), mode="r")
+
+
+def iter_specimens(path: str | Path, subset: str = "test", *,
+                   check: bool = True) -> Iterator[Specimen]:
+    root = open_split(path, check=check)
+    for name in sorted(root[subset].group_keys()):
+        g = root[f"{subset}/{name}"]
+        truth = np.asarray(g["labels/truth/0"][...]) if "labels/truth" in g else None
+        yield Specimen(subset, name, from_raw(np.asarray(g["hr/0"][...])),
+                       from_raw(np.asarray(g["lr/0"][...])),
+                       np.asarray(g["labels/regions/0"][...]), truth, dict(g.attrs))
+
+
+def asdict_config(config: SplitConfig) -> dict:
+    return asdict(config)
