@@ -269,16 +269,22 @@ def data_info(
     for k in keys:
         label, unit = UNITS[k]
         table.add_column(f"{label}\n{unit}".strip(), justify="right")
+    incomplete = []
     for subset in ("train", "test"):
         if subset not in root:
             continue
         for name in sorted(root[subset].group_keys()):
             attrs = root[f"{subset}/{name}"].attrs
+            if not attrs.get("complete", False):
+                incomplete.append(f"{subset}/{name}")
+                continue
             m = attrs.get("truth_morphometry", {})
-            done = attrs.get("complete", False)
-            table.add_row(subset, name + ("" if done else " (incomplete)"),
+            table.add_row(subset, name,
                           *[("-" if m.get(k) is None else f"{m[k]:.3g}") for k in keys])
     Console().print(table)
+    if incomplete:
+        Console().print(f"[yellow]incomplete:[/] {', '.join(incomplete)} (run `bonesr-bench data "
+                        f"build --out {path}` to finish them)", soft_wrap=True)
 
 
 class _null:
