@@ -1,5 +1,5 @@
 """Shared phantoms with known answers, and the real trabecular ROIs (BoneBox, BSD-3, see
-``tests/data/LICENSE``)."""
+``benchmark/bonesr_bench/data/bonebox/LICENSE``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "benchmark" / "bonesr_bench" / "data" / "bonebox"
 BONEJ = json.loads((DATA / "bonej_reference.json").read_text())
 
 

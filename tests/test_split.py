@@ -152,3 +152,23 @@ def test_info_lists_true_morphometry(mini):
     res = runner.invoke(app, ["data", "info", str(mini[0])])
     assert res.exit_code == 0 and "s2000" in res.stdout and "BV/TV" in res.stdout
     json.dumps(list(iter_specimens(mini[0], "train"))[0].attrs["truth_morphometry"])
+
+
+def test_bonebox_donor_specimen():
+    from bonesr_bench.synth.donor import BONEBOX_ROIS, bonebox_specimen
+
+    spec = bonebox_specimen(BONEBOX_ROIS[2], (32, 96, 96))
+    assert spec.fraction.shape == (32, 96, 96) and set(np.unique(spec.fraction)) <= {0.0, 1.0}
+    assert set(np.unique(spec.regions)) == {0, 1}  # trabecular only, no cortex
+    assert not spec.truth[:, 0, 0].any()  # bone outside the field of view is removed
+    assert spec.truth.any()
+
+
+@pytest.mark.slow
+def test_bonebox_donor_split_builds_and_verifies(tmp_path):
+    res = runner.invoke(app, ["data", "build", "--donor", "bonebox", "--out",
+                              str(tmp_path / "bb.zarr"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert verify(tmp_path / "bb.zarr").ok
+    names = [s.name for s in iter_specimens(tmp_path / "bb.zarr", "test")]
+    assert names == ["isodata_04216_roi_0", "isodata_05880_roi_39", "isodata_06604_roi_52"]

@@ -182,6 +182,10 @@ def data_build(
         show_default=False)] = None,
     device: Annotated[str, typer.Option(
         "--device", help="auto: CUDA when torch sees a GPU; cpu; cuda.")] = "auto",
+    donor: Annotated[str | None, typer.Option(
+        "--donor", help="bonebox: an out-of-distribution, trabecular-only test split made from "
+        "the real human trabecular ROIs shipped with the package, through the same scanner.",
+        show_default=False)] = None,
 ):
     """Build the synthetic split (specimens, simulated HR and LR scans, true geometry).
 
@@ -199,6 +203,12 @@ def data_build(
     from .split import build, default_path
 
     config, part = _split_config(split)
+    if donor is not None:
+        from .split import SPLITS
+
+        if donor != "bonebox":
+            raise fail(f"--donor must be bonebox, got {donor!r}")
+        config, part = SPLITS["bonebox"], "all"
     path = out or default_path(config)
     try:
         dev = resolve_device(device)
@@ -265,7 +275,7 @@ def data_info(
     table = Table(title=f"{meta.get('split', path.name)} v{meta.get('version', '?')}  "
                   f"fingerprint {str(meta.get('fingerprint', '-'))[:16]}", title_justify="left")
     table.add_column("subset")
-    table.add_column("specimen")
+    table.add_column("specimen", no_wrap=True)
     for k in keys:
         label, unit = UNITS[k]
         table.add_column(f"{label}\n{unit}".strip(), justify="right")

@@ -56,9 +56,16 @@ class SplitConfig:
     test_seeds: tuple[int, ...]
     hr_voxel_um: float = 10.5
     scale: int = 2
+    donor: str | None = None  # "bonebox": real ROIs instead of generated specimens (test only)
 
     def specimens(self, part: str = "all") -> list[tuple[str, str, int]]:
         """(subset, name, seed) for ``part`` in train | test | all."""
+        if self.donor == "bonebox":
+            from .synth.donor import BONEBOX_ROIS
+
+            if part == "train":
+                return []
+            return [("test", BONEBOX_ROIS[i], i) for i in self.test_seeds]
         out = []
         if part in ("train", "all"):
             out += [("train", f"s{seed:04d}", seed) for seed in self.train_seeds]
@@ -70,6 +77,7 @@ class SplitConfig:
 SPLITS = {
     "v1": SplitConfig("v1", (160, 256, 256), tuple(range(1000, 1029)), tuple(range(2000, 2011))),
     "mini": SplitConfig("mini", (16, 96, 96), (1000, 1001), (2000, 2001)),
+    "bonebox": SplitConfig("bonebox", (160, 192, 192), (), (0, 1, 2), donor="bonebox"),
 }
 
 
@@ -158,8 +166,15 @@ def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int
     from .synth.scanner import HR_SCAN, LR_SCAN, scan_pair
     from .synth.specimen import draw_params, generate
 
-    params = draw_params(seed)
-    spec = generate(params, shape=config.hr_shape, voxel_um=config.hr_voxel_um)
+    if config.donor == "bonebox":
+        from .synth.donor import bonebox_specimen
+
+        spec = bonebox_specimen(name, config.hr_shape)
+        generator = {"donor": "bonebox", "roi": name, "licence": "BSD-3-Clause (BoneBox)"}
+    else:
+        params = draw_params(seed)
+        spec = generate(params, shape=config.hr_shape, voxel_um=config.hr_voxel_um)
+        generator = params.as_dict()
     hr, lr = scan_pair(spec.fraction, hr_voxel_um=config.hr_voxel_um, seed=seed, device=device)
     key = f"{subset}/{name}"
     if key in root:
@@ -176,7 +191,7 @@ def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int
     g.require_group("labels").attrs["labels"] = ["truth", "regions"]
     truth_m = morphometry(spec.truth, config.hr_voxel_um, regions=spec.regions)
     g.attrs.update({
-        "seed": seed, "generator": params.as_dict(),
+        "seed": seed, "generator": generator,
         "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict(),
                     "hr_dose_per_um2": HR_SCAN.dose_per_voxel(config.hr_voxel_um),
                     "lr_dose_per_um2": LR_SCAN.dose_per_voxel(config.hr_voxel_um)},
@@ -196,7 +211,6 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
     altered ones are rebuilt. ``progress(name, done, total)`` is called after each specimen.
     """
     from .synth.scanner import HR_SCAN, LR_SCAN
-    from .synth.specimen import draw_params
 
     path = Path(path)
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
@@ -220,8 +234,7 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
         "segmentation": {**SEGMENTATION.as_dict(), "window_unit": "1/cm"},
         "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict()},
         "seeds": {"train": list(config.train_seeds), "test": list(config.test_seeds)},
-        "generator_defaults": {str(s): draw_params(s).as_dict()
-                               for _, _, s in config.specimens("all")[:1]},
+        "donor": config.donor,
         "versions": _versions(),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sha256": table,
