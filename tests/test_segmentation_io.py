@@ -99,7 +99,8 @@ def test_round_trip_with_voxel_size(tmp_path, fmt):
 def test_plain_tiff_print_resolution_is_not_a_voxel_size(tmp_path):
     import tifffile
 
-    tifffile.imwrite(tmp_path / "plain.tif", VOL, resolution=(72, 72), resolutionunit=2)
+    tifffile.imwrite(tmp_path / "plain.tif", VOL, resolution=(72, 72), resolutionunit=2,
+                     photometric="minisblack")
     assert read_volume(tmp_path / "plain.tif").voxel_um is None
 
 

@@ -172,3 +172,50 @@ def test_bonebox_donor_split_builds_and_verifies(tmp_path):
     assert verify(tmp_path / "bb.zarr").ok
     names = [s.name for s in iter_specimens(tmp_path / "bb.zarr", "test")]
     assert names == ["isodata_04216_roi_0", "isodata_05880_roi_39", "isodata_06604_roi_52"]
+
+
+def _reseal(path, key, change):
+    """Alter array ``key`` and re-record its hash, as a build on another platform would."""
+    from bonesr_bench import split as S
+
+    arr = zarr.open_array(str(path / key), mode="r+")
+    data = np.asarray(arr[...])
+    change(data)
+    arr[...] = data
+    root = zarr.open_group(str(path), mode="r+")
+    spec = root["/".join(key.split("/")[:2])]
+    hashes = dict(spec.attrs["sha256"])
+    hashes[key] = S.array_sha256(data)
+    spec.attrs["sha256"] = hashes
+    meta = dict(root.attrs["bonesr"])
+    meta["sha256"] = {**meta["sha256"], key: hashes[key]}
+    meta["fingerprint"] = S.fingerprint(meta["sha256"])
+    root.attrs["bonesr"] = meta
+
+
+def test_verify_against_the_canonical_table(tmp_path, monkeypatch):
+    from bonesr_bench import split as S
+
+    path = tmp_path / "c.zarr"
+    build(path, MINI)
+    table = S.canonical_table(path)
+    monkeypatch.setattr(S, "canonical", lambda split: table)
+    assert verify(path).canonical is True
+
+    def nudge(a):  # one voxel up by one raw unit: floating-point detail
+        a[0, 0, 0] += 1
+
+    _reseal(path, "test/s2000/hr/0", nudge)
+    report = verify(path)
+    assert report.ok and report.canonical is False and report.comparable
+    assert report.canonical_diffs["test/s2000/hr/0"].startswith("within tolerance")
+    res = runner.invoke(app, ["data", "verify", str(path)])
+    assert res.exit_code == 0 and "scores are comparable" in res.stdout
+
+    def erase(a):  # a different truth: not comparable
+        a[:, :, : a.shape[2] // 2] = 0
+
+    _reseal(path, "test/s2000/labels/truth/0", erase)
+    report = verify(path)
+    assert report.ok and not report.comparable
+    assert report.canonical_diffs["test/s2000/labels/truth/0"].startswith("differs")

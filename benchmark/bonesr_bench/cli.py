@@ -240,8 +240,18 @@ def data_verify(
     except SplitError as exc:
         raise fail(str(exc)) from None
     if report.ok:
-        Console().print(f"[green]ok[/] {path}: every array matches; fingerprint "
-                        f"{report.fingerprint}")
+        Console().print(f"[green]ok[/] {path}: every array matches its recorded hash; "
+                        f"fingerprint {report.fingerprint}")
+        if report.canonical is None:
+            Console().print("no canonical fingerprint is committed for this split")
+        elif report.canonical:
+            Console().print("identical to the canonical split committed in the package")
+        else:
+            for key, what in report.canonical_diffs.items():
+                Console().print(f"  {key}: {what}", highlight=False)
+            verdict = ("scores are comparable with the canonical split" if report.comparable
+                       else "scores are NOT comparable with the canonical split")
+            Console().print(f"differs from the canonical split: {verdict}")
         return
     problems = []
     if report.missing:

@@ -254,6 +254,72 @@ def _check_specimen(root, subset: str, name: str) -> list[str]:
     return bad
 
 
+#: Arrays of a rebuilt split may differ from the canonical ones in floating-point detail (another
+#: CPU, BLAS, numba or torch build). Scores stay comparable when every scan's mean and SD are
+#: within these bounds of the canonical values and truth and region arrays differ in at most this
+#: fraction of voxels.
+TOLERANCE = {"scan_mean_cm": 0.002, "scan_sd_rel": 0.005, "label_voxels_frac": 1e-4}
+
+
+def canonical(split: str) -> dict | None:
+    """The committed canonical table of a split (fingerprint and per-array sha256, mean, SD), or
+    None where none is committed."""
+    from importlib import resources
+
+    ref = resources.files("bonesr_bench") / "data" / "canonical" / f"{split}.json"
+    return json.loads(ref.read_text()) if ref.is_file() else None
+
+
+def array_summary(a: np.ndarray) -> dict:
+    a64 = a.astype(np.float64)
+    return {"sha256": array_sha256(a), "mean": float(a64.mean()), "sd": float(a64.std()),
+            "nonzero": int(np.count_nonzero(a))}
+
+
+def compare_to_canonical(path: str | Path, table: dict) -> dict[str, str]:
+    """Per differing array: "within tolerance" or "differs" (with the figure), against the
+    canonical ``table``."""
+    root = zarr.open_group(str(path), mode="r")
+    out = {}
+    for key, ref in table["arrays"].items():
+        if key not in root:
+            out[key] = "differs: missing"
+            continue
+        a = np.asarray(root[key][...])
+        if array_sha256(a) == ref["sha256"]:
+            continue
+        if key.endswith(("/hr/0", "/lr/0")):
+            mu = from_raw(a).astype(np.float64)
+            dm = abs(mu.mean() - ref["mean_cm"])
+            ds = abs(mu.std() / ref["sd_cm"] - 1)
+            ok = dm <= TOLERANCE["scan_mean_cm"] and ds <= TOLERANCE["scan_sd_rel"]
+            out[key] = (f"{'within tolerance' if ok else 'differs'}: mean {dm:.4f} 1/cm, "
+                        f"SD {100 * ds:.2f} % from canonical")
+        else:
+            frac = abs(int(np.count_nonzero(a)) - ref["nonzero"]) / a.size
+            ok = frac <= TOLERANCE["label_voxels_frac"]
+            out[key] = (f"{'within tolerance' if ok else 'differs'}: {100 * frac:.4f} % of "
+                        "voxels")
+    return out
+
+
+def canonical_table(path: str | Path) -> dict:
+    """The table to commit as canonical for the split at ``path``."""
+    root = zarr.open_group(str(path), mode="r")
+    meta = dict(root.attrs["bonesr"])
+    arrays = {}
+    for key in sorted(meta["sha256"]):
+        a = np.asarray(root[key][...])
+        entry = {"sha256": meta["sha256"][key], "nonzero": int(np.count_nonzero(a))}
+        if key.endswith(("/hr/0", "/lr/0")):
+            mu = from_raw(a).astype(np.float64)
+            entry.update(mean_cm=float(mu.mean()), sd_cm=float(mu.std()))
+        arrays[key] = entry
+    return {"split": meta["split"], "version": meta["version"],
+            "fingerprint": meta["fingerprint"], "tolerance": TOLERANCE,
+            "versions": meta["versions"], "arrays": arrays}
+
+
 @dataclass
 class VerifyReport:
     path: str
@@ -262,11 +328,26 @@ class VerifyReport:
     altered: list[str]
     fingerprint: str | None
     recorded_fingerprint: str | None
+    canonical_fingerprint: str | None = None
+    canonical_diffs: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return (self.complete and not self.missing and not self.altered
                 and self.fingerprint == self.recorded_fingerprint)
+
+    @property
+    def canonical(self) -> bool | None:
+        """True: identical to the committed canonical split; None: no canonical committed."""
+        if self.canonical_fingerprint is None:
+            return None
+        return self.fingerprint == self.canonical_fingerprint
+
+    @property
+    def comparable(self) -> bool:
+        """Identical to the canonical split, or every difference within :data:`TOLERANCE`."""
+        return bool(self.canonical) or all(v.startswith("within")
+                                           for v in self.canonical_diffs.values())
 
 
 def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
@@ -286,8 +367,14 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
         altered += _check_specimen(root, subset, name)
         table.update(root[f"{subset}/{name}"].attrs["sha256"])
     recorded = meta.get("fingerprint")
-    return VerifyReport(str(path), bool(meta) and not missing, missing, altered,
-                        fingerprint(table) if not missing else None, recorded)
+    report = VerifyReport(str(path), bool(meta) and not missing, missing, altered,
+                          fingerprint(table) if not missing else None, recorded)
+    canon = canonical(meta.get("split", "")) if meta else None
+    if canon is not None and report.ok:
+        report.canonical_fingerprint = canon["fingerprint"]
+        if report.fingerprint != canon["fingerprint"]:
+            report.canonical_diffs = compare_to_canonical(path, canon)
+    return report
 
 
 def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
