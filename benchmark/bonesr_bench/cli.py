@@ -164,6 +164,8 @@ data_app = typer.Typer(help="Build, verify and inspect benchmark splits (zarr st
 app.add_typer(data_app, name="data")
 
 SPLIT_HELP = "test | train | all (the v1 split's parts), or mini (a tiny split for tests)."
+SplitPath = Annotated[Path | None, typer.Argument(
+    help="A split's zarr store. Default: the v1 split in the per-user cache.", show_default=False)]
 
 
 def _split_config(split: str):
@@ -172,6 +174,12 @@ def _split_config(split: str):
     if split not in ("test", "train", "all", "mini"):
         raise fail(f"--split must be test, train, all or mini, got {split!r}")
     return SPLITS["mini" if split == "mini" else "v1"], ("all" if split == "mini" else split)
+
+
+def _default_split(path: Path | None) -> Path:
+    from .split import SPLITS, default_path
+
+    return path or default_path(SPLITS["v1"])
 
 
 @data_app.command("build")
@@ -227,14 +235,12 @@ def data_build(
 
 @data_app.command("verify")
 def data_verify(
-    path: Annotated[Path | None, typer.Argument(
-        help="The split to check. Default: the v1 split in the per-user cache.",
-        show_default=False)] = None,
+    path: SplitPath = None,
 ):
     """Recompute every array's sha256 and compare with the recorded table and fingerprint."""
-    from .split import SPLITS, SplitError, default_path, verify
+    from .split import SplitError, verify
 
-    path = path or default_path(SPLITS["v1"])
+    path = _default_split(path)
     try:
         report = verify(path)
     except SplitError as exc:
@@ -245,7 +251,8 @@ def data_verify(
         if report.canonical is None:
             Console().print("no canonical fingerprint is committed for this split")
         elif report.canonical:
-            Console().print("identical to the canonical split committed in the package")
+            which = "" if len(report.parts) == 2 else f" ({report.parts[0]} part)"
+            Console().print(f"identical to the canonical split committed in the package{which}")
         else:
             for key, what in report.canonical_diffs.items():
                 Console().print(f"  {key}: {what}", highlight=False)
@@ -266,16 +273,12 @@ def data_verify(
 
 @data_app.command("info")
 def data_info(
-    path: Annotated[Path | None, typer.Argument(
-        help="The split to describe. Default: the v1 split in the per-user cache.",
-        show_default=False)] = None,
+    path: SplitPath = None,
 ):
     """A table of the specimens with their true morphometry."""
     import zarr
 
-    from .split import SPLITS, default_path
-
-    path = path or default_path(SPLITS["v1"])
+    path = _default_split(path)
     if not path.exists():
         raise fail(f"{path}: no split here; build it with `bonesr-bench data build`")
     root = zarr.open_group(str(path), mode="r")

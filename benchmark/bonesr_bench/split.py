@@ -214,6 +214,8 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
 
     path = Path(path)
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    parts = set(dict(root.attrs.get("bonesr", {})).get("parts", []))
+    parts |= {"train", "test"} if part == "all" else {part}
     todo = config.specimens(part)
     for i, (subset, name, seed) in enumerate(todo):
         ok = _specimen_complete(root, subset, name) and not _check_specimen(root, subset, name)
@@ -223,11 +225,12 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
             progress(name, i + 1, len(todo))
     table = {}
     for subset, name, _ in config.specimens("all"):
-        if _specimen_complete(root, subset, name):
+        if subset in parts and _specimen_complete(root, subset, name):
             table.update(root[f"{subset}/{name}"].attrs["sha256"])
     root.attrs["bonesr"] = {
         "split": SPLIT_ID if config.name == "v1" else f"{SPLIT_ID}-{config.name}",
-        "version": VERSION, "config": config.name, "scale": config.scale,
+        "version": VERSION, "config": config.name, "parts": sorted(parts),
+        "scale": config.scale,
         "hr_voxel_um": config.hr_voxel_um, "lr_voxel_um": config.hr_voxel_um * config.scale,
         "hr_shape": list(config.hr_shape),
         "intensity_calibration": CALIBRATION,
@@ -276,12 +279,15 @@ def array_summary(a: np.ndarray) -> dict:
             "nonzero": int(np.count_nonzero(a))}
 
 
-def compare_to_canonical(path: str | Path, table: dict) -> dict[str, str]:
-    """Per differing array: "within tolerance" or "differs" (with the figure), against the
-    canonical ``table``."""
+def compare_to_canonical(path: str | Path, table: dict,
+                         parts=("train", "test")) -> dict[str, str]:
+    """Per differing array of the built ``parts``: "within tolerance" or "differs" (with the
+    figure), against the canonical ``table``."""
     root = zarr.open_group(str(path), mode="r")
     out = {}
     for key, ref in table["arrays"].items():
+        if key.split("/")[0] not in parts:
+            continue
         if key not in root:
             out[key] = "differs: missing"
             continue
@@ -330,6 +336,7 @@ class VerifyReport:
     recorded_fingerprint: str | None
     canonical_fingerprint: str | None = None
     canonical_diffs: dict[str, str] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=lambda: ["test", "train"])
 
     @property
     def ok(self) -> bool:
@@ -341,7 +348,7 @@ class VerifyReport:
         """True: identical to the committed canonical split; None: no canonical committed."""
         if self.canonical_fingerprint is None:
             return None
-        return self.fingerprint == self.canonical_fingerprint
+        return self.fingerprint == self.canonical_fingerprint or not self.canonical_diffs
 
     @property
     def comparable(self) -> bool:
@@ -360,7 +367,10 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
     if config is None:
         config = SPLITS.get(meta.get("config", "v1"), SPLITS["v1"])
     missing, altered, table = [], [], {}
+    parts = meta.get("parts", ["test", "train"])
     for subset, name, _ in config.specimens("all"):
+        if subset not in parts:
+            continue
         if not _specimen_complete(root, subset, name):
             missing.append(f"{subset}/{name}")
             continue
@@ -372,8 +382,9 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
     canon = canonical(meta.get("split", "")) if meta else None
     if canon is not None and report.ok:
         report.canonical_fingerprint = canon["fingerprint"]
+        report.parts = list(parts)
         if report.fingerprint != canon["fingerprint"]:
-            report.canonical_diffs = compare_to_canonical(path, canon)
+            report.canonical_diffs = compare_to_canonical(path, canon, parts)
     return report
 
 
