@@ -219,3 +219,17 @@ def test_verify_against_the_canonical_table(tmp_path, monkeypatch):
     report = verify(path)
     assert report.ok and not report.comparable
     assert report.canonical_diffs["test/s2000/labels/truth/0"].startswith("differs")
+
+
+def test_stores_read_with_the_reference_ome_zarr_reader(mini):
+    """napari's OME-Zarr plugin builds on ome-zarr-py: its reader finds our images, their shape
+    and their voxel size in micrometres (optional: skipped where ome-zarr is not installed)."""
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    for image, voxel in (("hr", 10.5), ("lr", 21.0), ("labels/regions", 10.5)):
+        node = next(iter(Reader(parse_url(str(mini[0] / "test/s2000" / image)))()))
+        ms = node.metadata
+        assert ms["coordinateTransformations"][0][0]["scale"] == [voxel] * 3
+        assert [a["unit"] for a in ms["axes"]] == ["micrometer"] * 3
