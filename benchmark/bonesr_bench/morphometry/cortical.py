@@ -4,9 +4,12 @@ The cortical envelope is the cortical bone with its pores, between the periostea
 surfaces (``regions == 2``). Inside it, every voxel that is not bone is pore space. Pores are the
 6-connected components of pore space (bone being 26-connected, as for the Euler characteristic).
 
-- open pore: a component 6-adjacent to a voxel outside the envelope within the image (it reaches
-  the periosteal or endosteal surface); touching the image border alone does not open a pore,
-  since the structure is taken to continue beyond the border (BoneJ's convention);
+- pores are counted in the envelope eroded by ``margin_vox`` (1) voxel from its periosteal and
+  endosteal boundaries: the envelope is a fixed mask, and a scan whose surfaces sit a fraction
+  of a voxel off it would otherwise show thousands of one-voxel "pores" along them;
+- open pore: a component 6-adjacent to a voxel outside that (eroded) envelope within the image
+  (it reaches the periosteal or endosteal surface); touching the image border alone does not
+  open a pore, since the structure is taken to continue beyond the border (BoneJ's convention);
 - closed pore: every other component.
 
 Definitions (percentages; CTAn's "3D analysis" uses the same ones):
@@ -39,14 +42,21 @@ class Porosity:
     mean_pore_volume_um3: float
 
 
-def cortical_porosity(bone: np.ndarray, envelope: np.ndarray, voxel_um: float) -> Porosity:
+def cortical_porosity(bone: np.ndarray, envelope: np.ndarray, voxel_um: float, *,
+                      margin_vox: int = 1) -> Porosity:
     """Pore figures of the cortical ``envelope`` (bool) given the segmented ``bone`` (bool)."""
     env = np.asarray(envelope, dtype=bool)
+    if not env.any():
+        raise ValueError("the cortical envelope is empty")
+    if margin_vox > 0:
+        # border_value=1: the image border is not an envelope boundary (structures continue)
+        env = ndi.binary_erosion(env, ndi.generate_binary_structure(3, 1), margin_vox,
+                                 border_value=1)
     cort = np.asarray(bone, dtype=bool) & env
     pores = env & ~cort
     n_env = int(env.sum())
     if n_env == 0:
-        raise ValueError("the cortical envelope is empty")
+        raise ValueError(f"the cortical envelope is thinner than {2 * margin_vox + 1} voxels")
     labels, n = cc3d.connected_components(pores, connectivity=6, return_N=True)
     if n == 0:
         return Porosity(0.0, 0.0, 0.0, 0, 0, float("nan"))
