@@ -237,3 +237,25 @@ def test_stores_read_with_the_reference_ome_zarr_reader(mini):
         ms = node.metadata
         assert ms["coordinateTransformations"][0][0]["scale"] == [voxel] * 3
         assert [a["unit"] for a in ms["axes"]] == ["micrometer"] * 3
+
+
+def test_torch_projector_agrees_with_the_cpu_one():
+    """The CUDA path (torch bilinear ray sampling and back-projection) against the CPU path
+    (numba Joseph's method, pixel-driven linear back-projection), run here on the CPU: mean
+    projection difference under 0.5 % (measured 0.16 %), back-projections equal to float32."""
+    import math
+
+    from bonesr_bench.synth import _raster
+    from bonesr_bench.synth import scanner as S
+
+    spec = generate(draw_params(5), shape=(8, 96, 96))
+    mu = (spec.fraction * 2.9e-4 * 10.5).astype(np.float32)
+    ang = np.arange(64) * (math.pi / 64)
+    p_cpu = _raster.project_joseph(mu, np.cos(ang), np.sin(ang))
+    p_gpu = S._project(torch.as_tensor(mu), torch.as_tensor(ang, dtype=torch.float32)).numpy()
+    assert np.abs(p_cpu - p_gpu).mean() / np.abs(p_cpu).mean() < 0.005
+    filt = S._ramp_filter(torch.as_tensor(p_cpu)).numpy().astype(np.float32)
+    b_cpu = _raster.backproject_linear(filt, np.cos(ang), np.sin(ang), 96)
+    b_gpu = S._backproject(torch.as_tensor(filt), torch.as_tensor(ang, dtype=torch.float32),
+                           96, 1.0).numpy()
+    np.testing.assert_allclose(b_gpu, b_cpu, atol=1e-5 * np.abs(b_cpu).max())
