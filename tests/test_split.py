@@ -259,3 +259,14 @@ def test_torch_projector_agrees_with_the_cpu_one():
     b_gpu = S._backproject(torch.as_tensor(filt), torch.as_tensor(ang, dtype=torch.float32),
                            96, 1.0).numpy()
     np.testing.assert_allclose(b_gpu, b_cpu, atol=1e-5 * np.abs(b_cpu).max())
+
+
+def test_ensure_builds_on_first_use_and_then_reuses(tmp_path):
+    from bonesr_bench.split import ensure
+
+    calls = []
+    path = ensure(tmp_path / "e.zarr", MINI, part="all",
+                  progress=lambda name, done, total: calls.append((name, done, total)))
+    assert verify(path).ok and calls[-1][1:] == (4, 4)
+    calls.clear()
+    assert ensure(path, MINI, part="test") == path and calls == []  # already there: no work

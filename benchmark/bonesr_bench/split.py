@@ -33,7 +33,7 @@ import zarr
 from . import __version__
 from .segmentation import SegmentationParams
 
-__all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "verify",
+__all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "verify", "ensure",
            "open_split", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
 
 SPLIT_ID = "synth-v1"
@@ -378,14 +378,29 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
         table.update(root[f"{subset}/{name}"].attrs["sha256"])
     recorded = meta.get("fingerprint")
     report = VerifyReport(str(path), bool(meta) and not missing, missing, altered,
-                          fingerprint(table) if not missing else None, recorded)
+                          fingerprint(table) if not missing else None, recorded,
+                          parts=sorted(parts))
     canon = canonical(meta.get("split", "")) if meta else None
     if canon is not None and report.ok:
         report.canonical_fingerprint = canon["fingerprint"]
-        report.parts = list(parts)
         if report.fingerprint != canon["fingerprint"]:
             report.canonical_diffs = compare_to_canonical(path, canon, parts)
     return report
+
+
+def ensure(path: str | Path | None = None, config: SplitConfig = SPLITS["v1"], *,
+           part: str = "test", device="cpu",
+           progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """The split at ``path`` (default: the per-user cache), built first if it is missing,
+    incomplete or altered; what ``evaluate`` calls before scoring. Returns the path."""
+    path = Path(path) if path is not None else default_path(config)
+    if path.exists():
+        report = verify(path, config)
+        if report.ok and part in report.parts + (["all"] if len(report.parts) == 2 else []):
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build(path, config, part=part, device=device, progress=progress)
+    return path
 
 
 def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
