@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -425,7 +425,3 @@ def iter_specimens(path: str | Path, subset: str = "test", *,
         yield Specimen(subset, name, from_raw(np.asarray(g["hr/0"][...])),
                        from_raw(np.asarray(g["lr/0"][...])),
                        np.asarray(g["labels/regions/0"][...]), truth, dict(g.attrs))
-
-
-def asdict_config(config: SplitConfig) -> dict:
-    return asdict(config)
