@@ -1,0 +1,131 @@
+"""Perceptual metrics as the reference study computed them (``../shared/DESIGN.md`` §3).
+
+Per 2D axial slice: intensities on the split's fixed window mapped to [0, 255] (clipped, not
+rounded), ``shave`` pixels removed from each border (the scale, 2 for x2), PSNR with peak 255,
+and SSIM of Wang et al. (2004) with an 11 x 11 Gaussian window of sigma 1.5, K1 = 0.01,
+K2 = 0.03 and population (not sample) covariances, averaged over the valid window positions.
+A specimen's figure is the mean over its slices. 3D PSNR/SSIM per volume are secondary figures
+(3D Gaussian window, same constants).
+
+Implemented in torch so it runs where the model runs; ``tests/test_metrics.py`` proves SSIM equals
+scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=255)`` to 1e-6.
+
+References
+----------
+Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004) Image quality assessment: from error
+visibility to structural similarity. IEEE Trans Image Process 13:600-612.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CONVENTIONS", "to_255", "psnr_slices", "ssim_slices", "psnr_3d", "ssim_3d",
+           "SliceScores", "score_volume"]
+
+K1, K2, SIGMA, WIN = 0.01, 0.03, 1.5, 11
+#: recorded with every result
+CONVENTIONS = {"version": "1", "range": "split window -> [0, 255], clipped", "peak": 255,
+               "shave": "scale pixels per border", "ssim": "Wang 2004, Gaussian 11/1.5, "
+               "K1 0.01, K2 0.03, population covariance, valid positions"}
+
+
+def to_255(volume, window: tuple[float, float]) -> torch.Tensor:
+    """Map intensities so that ``window`` becomes [0, 255] (float64, clipped)."""
+    lo, hi = window
+    t = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume)
+    return ((t.double() - lo) / (hi - lo)).clamp(0, 1) * 255.0
+
+
+def _shave(t: torch.Tensor, shave: int) -> torch.Tensor:
+    return t[..., shave:-shave, shave:-shave] if shave > 0 else t
+
+
+def psnr_slices(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> torch.Tensor:
+    """PSNR (dB, peak 255) of each slice of (Z, H, W) volumes already on the 0-255 scale."""
+    if reference.shape != test.shape:
+        raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(test.shape)}")
+    r, t = _shave(reference, shave), _shave(test, shave)
+    mse = ((r - t) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse)  # inf where identical
+
+
+def _gauss(dim: int, device, dtype) -> torch.Tensor:
+    x = torch.arange(WIN, device=device, dtype=dtype) - (WIN - 1) / 2
+    g = torch.exp(-(x**2) / (2 * SIGMA**2))
+    g = g / g.sum()
+    if dim == 2:
+        return (g[:, None] * g[None, :])[None, None]
+    return (g[:, None, None] * g[None, :, None] * g[None, None, :])[None, None]
+
+
+def _ssim_map(r: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    conv = F.conv2d if dim == 2 else F.conv3d
+    w = _gauss(dim, r.device, r.dtype)
+    mu_r, mu_t = conv(r, w), conv(t, w)
+    s_rr = conv(r * r, w) - mu_r**2
+    s_tt = conv(t * t, w) - mu_t**2
+    s_rt = conv(r * t, w) - mu_r * mu_t
+    c1, c2 = (K1 * 255) ** 2, (K2 * 255) ** 2
+    num = (2 * mu_r * mu_t + c1) * (2 * s_rt + c2)
+    return num / ((mu_r**2 + mu_t**2 + c1) * (s_rr + s_tt + c2))
+
+
+def ssim_slices(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> torch.Tensor:
+    """SSIM of each slice of (Z, H, W) volumes on the 0-255 scale (mean over valid positions)."""
+    if reference.shape != test.shape:
+        raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(test.shape)}")
+    r, t = _shave(reference, shave)[:, None], _shave(test, shave)[:, None]
+    if min(r.shape[-2:]) < WIN:
+        raise ValueError(f"slices of {tuple(r.shape[-2:])} after shaving are smaller than the "
+                         f"{WIN} x {WIN} SSIM window")
+    return _ssim_map(r, t, 2).flatten(1).mean(1)
+
+
+def psnr_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> float:
+    """PSNR (dB) of the whole volume, in-plane border shaved."""
+    r, t = _shave(reference, shave), _shave(test, shave)
+    return float(10 * torch.log10(255.0**2 / ((r - t) ** 2).mean()))
+
+
+def ssim_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> float:
+    """SSIM with an 11³ Gaussian window over the volume (in-plane border shaved)."""
+    r, t = _shave(reference, shave)[None, None], _shave(test, shave)[None, None]
+    if min(r.shape[-3:]) < WIN:
+        raise ValueError(f"volume {tuple(r.shape[-3:])} is smaller than the {WIN}³ SSIM window")
+    return float(_ssim_map(r, t, 3).mean())
+
+
+@dataclass(frozen=True)
+class SliceScores:
+    """A volume's perceptual scores: slice means (the study's figures) and 3D figures."""
+
+    psnr_db: float
+    ssim: float
+    psnr_3d_db: float
+    ssim_3d: float
+    n_slices: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_volume(reference, test, window: tuple[float, float], *, shave: int = 2,
+                 device="cpu") -> SliceScores:
+    """Score ``test`` against ``reference`` (same shape, same units) on the split's window."""
+    r = to_255(reference, window).to(device)
+    t = to_255(test, window).to(device)
+    psnr = psnr_slices(r, t, shave=shave)
+    finite = psnr[torch.isfinite(psnr)]
+    return SliceScores(
+        psnr_db=float(finite.mean()) if finite.numel() else float("inf"),
+        ssim=float(ssim_slices(r, t, shave=shave).mean()),
+        psnr_3d_db=psnr_3d(r, t, shave=shave),
+        ssim_3d=ssim_3d(r, t, shave=shave) if min(r.shape) >= WIN else float("nan"),
+        n_slices=int(r.shape[0]),
+    )
