@@ -310,6 +310,26 @@ def data_info(
                         f"build --out {path}` to finish them)", soft_wrap=True)
 
 
+@app.command()
+def models():
+    """List the installed models (entry points in the group bonesr_bench.models).
+
+    A submission file or a package.module:attribute needs no installation: pass it directly.
+    """
+    from .models import ENTRY_POINT_GROUP, installed_models
+
+    found = installed_models()
+    if not found:
+        Console().print(f"no installed models (entry point group {ENTRY_POINT_GROUP})")
+        return
+    table = Table(title="installed models", title_justify="left")
+    table.add_column("name")
+    table.add_column("entry point")
+    for name, target in found:
+        table.add_row(name, target)
+    Console().print(table)
+
+
 class _null:
     def __enter__(self):
         return self
