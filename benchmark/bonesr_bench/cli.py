@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -136,7 +137,7 @@ def morphometry(
     if not bone.any():
         raise fail(f"{volume} contains no bone (every voxel is background)")
     try:
-        with err.status("measuring...", spinner="dots") if not as_json else _null():
+        with err.status("measuring...", spinner="dots") if not as_json else nullcontext():
             result = measure(bone, float(size), regions=regions, device=device)
     except ValueError as exc:
         raise fail(f"{volume}: {exc}") from None
@@ -328,14 +329,6 @@ def models():
     for name, target in found:
         table.add_row(name, target)
     Console().print(table)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m bonesr_bench`

@@ -29,11 +29,7 @@ class Volume:
 
 
 def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for s in (".nii.gz",):
-        if name.endswith(s):
-            return s
-    return path.suffix.lower()
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
 
 
 def _read_npy(path: Path):

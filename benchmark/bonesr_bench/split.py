@@ -81,6 +81,11 @@ SPLITS = {
 }
 
 
+def _subsets(part: str) -> set[str]:
+    """The subsets that ``part`` (train | test | all) covers."""
+    return {"train", "test"} if part == "all" else {part}
+
+
 def default_path(config: SplitConfig) -> Path:
     """The per-user cache location of a split."""
     from platformdirs import user_cache_dir
@@ -215,7 +220,7 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
     path = Path(path)
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
     parts = set(dict(root.attrs.get("bonesr", {})).get("parts", []))
-    parts |= {"train", "test"} if part == "all" else {part}
+    parts |= _subsets(part)
     todo = config.specimens(part)
     for i, (subset, name, seed) in enumerate(todo):
         ok = _specimen_complete(root, subset, name) and not _check_specimen(root, subset, name)
@@ -227,6 +232,7 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
     for subset, name, _ in config.specimens("all"):
         if subset in parts and _specimen_complete(root, subset, name):
             table.update(root[f"{subset}/{name}"].attrs["sha256"])
+    fp = fingerprint(table)
     root.attrs["bonesr"] = {
         "split": SPLIT_ID if config.name == "v1" else f"{SPLIT_ID}-{config.name}",
         "version": VERSION, "config": config.name, "parts": sorted(parts),
@@ -241,9 +247,9 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
         "versions": _versions(),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sha256": table,
-        "fingerprint": fingerprint(table),
+        "fingerprint": fp,
     }
-    return fingerprint(table)
+    return fp
 
 
 def _check_specimen(root, subset: str, name: str) -> list[str]:
@@ -273,10 +279,13 @@ def canonical(split: str) -> dict | None:
     return json.loads(ref.read_text()) if ref.is_file() else None
 
 
-def array_summary(a: np.ndarray) -> dict:
-    a64 = a.astype(np.float64)
-    return {"sha256": array_sha256(a), "mean": float(a64.mean()), "sd": float(a64.std()),
-            "nonzero": int(np.count_nonzero(a))}
+def _array_stats(key: str, a: np.ndarray) -> dict:
+    """Non-zero count, and for scans the mean and SD in 1/cm: what the tolerance compares."""
+    stats = {"nonzero": int(np.count_nonzero(a))}
+    if key.endswith(("/hr/0", "/lr/0")):
+        mu = from_raw(a).astype(np.float64)
+        stats.update(mean_cm=float(mu.mean()), sd_cm=float(mu.std()))
+    return stats
 
 
 def compare_to_canonical(path: str | Path, table: dict,
@@ -294,15 +303,15 @@ def compare_to_canonical(path: str | Path, table: dict,
         a = np.asarray(root[key][...])
         if array_sha256(a) == ref["sha256"]:
             continue
-        if key.endswith(("/hr/0", "/lr/0")):
-            mu = from_raw(a).astype(np.float64)
-            dm = abs(mu.mean() - ref["mean_cm"])
-            ds = abs(mu.std() / ref["sd_cm"] - 1)
+        got = _array_stats(key, a)
+        if "mean_cm" in got:
+            dm = abs(got["mean_cm"] - ref["mean_cm"])
+            ds = abs(got["sd_cm"] / ref["sd_cm"] - 1)
             ok = dm <= TOLERANCE["scan_mean_cm"] and ds <= TOLERANCE["scan_sd_rel"]
             out[key] = (f"{'within tolerance' if ok else 'differs'}: mean {dm:.4f} 1/cm, "
                         f"SD {100 * ds:.2f} % from canonical")
         else:
-            frac = abs(int(np.count_nonzero(a)) - ref["nonzero"]) / a.size
+            frac = abs(got["nonzero"] - ref["nonzero"]) / a.size
             ok = frac <= TOLERANCE["label_voxels_frac"]
             out[key] = (f"{'within tolerance' if ok else 'differs'}: {100 * frac:.4f} % of "
                         "voxels")
@@ -315,12 +324,8 @@ def canonical_table(path: str | Path) -> dict:
     meta = dict(root.attrs["bonesr"])
     arrays = {}
     for key in sorted(meta["sha256"]):
-        a = np.asarray(root[key][...])
-        entry = {"sha256": meta["sha256"][key], "nonzero": int(np.count_nonzero(a))}
-        if key.endswith(("/hr/0", "/lr/0")):
-            mu = from_raw(a).astype(np.float64)
-            entry.update(mean_cm=float(mu.mean()), sd_cm=float(mu.std()))
-        arrays[key] = entry
+        arrays[key] = {"sha256": meta["sha256"][key],
+                       **_array_stats(key, np.asarray(root[key][...]))}
     return {"split": meta["split"], "version": meta["version"],
             "fingerprint": meta["fingerprint"], "tolerance": TOLERANCE,
             "versions": meta["versions"], "arrays": arrays}
@@ -396,7 +401,7 @@ def ensure(path: str | Path | None = None, config: SplitConfig = SPLITS["v1"], *
     path = Path(path) if path is not None else default_path(config)
     if path.exists():
         report = verify(path, config)
-        if report.ok and part in report.parts + (["all"] if len(report.parts) == 2 else []):
+        if report.ok and _subsets(part) <= set(report.parts):
             return path
     path.parent.mkdir(parents=True, exist_ok=True)
     build(path, config, part=part, device=device, progress=progress)
