@@ -35,3 +35,27 @@ def random_structure(shape, sigma, fraction, seed) -> np.ndarray:
 
 def grid(shape):
     return np.mgrid[tuple(slice(0, n) for n in shape)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests never read or write the user's cache (splits, cached reference rows)."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def mini_split(tmp_path_factory):
+    """The mini split (2 train + 2 test specimens of 16 x 96 x 96), built once per session."""
+    from bonesr_bench.split import SPLITS, build
+
+    path = tmp_path_factory.mktemp("mini") / "mini.zarr"
+    build(path, SPLITS["mini"])
+    return path

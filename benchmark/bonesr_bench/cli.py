@@ -311,6 +311,171 @@ def data_info(
                         f"build --out {path}` to finish them)", soft_wrap=True)
 
 
+EVAL_KEYS = ("bv_tv_pct", "tb_th_um", "tb_sp_um", "tb_n_per_mm", "da_ratio", "conn_d_per_mm3",
+             "smi", "ct_th_um", "ct_po_pct", "po_n")
+
+
+def _progress_bar():
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            unit = task.fields.get("unit", "")
+            if not task.speed or not unit:
+                return Text("")
+            return Text(f"{task.speed:.1f} {unit}/s", style="cyan")
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[info]}", style="dim"), Rate(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
+
+
+@app.command()
+def evaluate(
+    submission: Annotated[str, typer.Argument(
+        help="A submission .py file, a package.module:attribute, or an installed model name "
+        "(see `bonesr-bench models`).", show_default=False)],
+    split: Annotated[str | None, typer.Option(
+        "--split", help="A split name (v1, mini, bonebox: kept in the per-user cache and built "
+        "on first use) or the path of a split's zarr store. Default: v1.",
+        show_default=False)] = None,
+    subset: Annotated[str, typer.Option("--subset", help="test or train.")] = "test",
+    out: Annotated[Path, typer.Option("--out", help="Runs folder: one sub-folder per entry with "
+                                      "sr.zarr, worker.log and result.json.")] = Path("runs"),
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Entry (run folder) name. Default: the submission file's stem.",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto: CUDA when torch sees a GPU, else CPU; cpu; cuda.")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="LR slices per model call (slice models). Default: 8 on the CPU; on "
+        "CUDA 64, halved whenever the GPU runs out of memory.", show_default=False)] = None,
+    amp: Annotated[bool, typer.Option("--amp", help="Run the model under autocast (float16 on "
+                                      "CUDA, bfloat16 on the CPU).")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds allowed per specimen (the first also loads the model); the "
+        "worker is stopped past it.")] = 600.0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Recompute every SR volume instead of resuming finished specimens.")] \
+        = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the result JSON instead of the summary.")] = False,
+    check_determinism: Annotated[bool, typer.Option(
+        "--check-determinism", help="Run the model twice and fail if any SR volume differs.")] \
+        = False,
+    memory_gb: Annotated[float, typer.Option(
+        "--memory-gb", help="Address-space cap of the model's worker on the CPU (GiB).")] = 16.0,
+):
+    """Run an SR model on a split and score it: PSNR/SSIM and every bone parameter.
+
+    The model runs in an isolated worker that sees the LR scans only. Its SR volumes go to
+    OUT/ENTRY/sr.zarr, the result to OUT/ENTRY/result.json (written atomically). Re-running
+    resumes finished specimens. Exit codes: 0 scored, 1 the submission failed (the result says
+    why), 2 usage or data error.
+
+    \b
+    Examples:
+      bonesr-bench evaluate baselines/bicubic.py
+      bonesr-bench evaluate my_model.py --device cuda --amp --check-determinism
+      bonesr-bench evaluate bicubic --split mini --json
+    """
+    from .evaluate import EvaluateOptions, EvaluationError
+    from .evaluate import evaluate as run_evaluation
+
+    opts = EvaluateOptions(split=split, subset=subset, out=out, entry=name, device=device,
+                           batch_size=batch_size, amp=amp, timeout_s=timeout, force=force,
+                           check_determinism=check_determinism, memory_gb=memory_gb)
+    labels = {"build": ("building the split", "specimens", ""),
+              "references": ("scoring HR, LR and truth (once per split)", "specimens", ""),
+              "model": ("running the model", "slices", "slices"),
+              "score": ("scoring", "specimens", ""),
+              "determinism": ("second run (determinism)", "slices", "slices")}
+    tasks: dict = {}
+    with _progress_bar() as bar:
+        def progress(stage, done, total, info=""):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels[stage][0], total=total, info="",
+                                            unit=labels[stage][2])
+            bar.update(tasks[stage], completed=done, total=total, info=info)
+
+        try:
+            outcome = run_evaluation(submission, opts, progress)
+        except EvaluationError as exc:
+            raise fail(str(exc)) from None
+    res = outcome.result
+    if as_json:
+        print(json.dumps(res, indent=1))
+    elif res["status"] == "failed":
+        err.print(f"[bold red]failed:[/] {res['reason']}", highlight=False, soft_wrap=True)
+        err.print(f"result marked failed: {outcome.path}; the model's output: "
+                  f"{outcome.path.parent / 'worker.log'}", highlight=False)
+    else:
+        _print_summary(res, outcome.path)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:+.1f} %"
+
+
+def _print_summary(res: dict, path: Path):
+    agg = res["aggregates"]
+    con = Console()
+    m = res["model"]
+    ps, ss = agg["psnr_db"], agg["ssim"]
+    def ci(s, f):
+        return (f"[{f.format(s['ci95'][0])}, {f.format(s['ci95'][1])}]"
+              if s["ci95"][0] is not None else "")
+    con.print(f"[bold]{m['name']}[/] on {res['split']['id']} {res['split']['subset']} "
+              f"({res['split']['n_specimens']} specimens): PSNR {ps['mean']:.2f} dB "
+              f"{ci(ps, '{:.2f}')}, SSIM {ss['mean']:.4f} {ci(ss, '{:.4f}')}", highlight=False)
+    table = Table(title_justify="left", title="bone parameters (mean over specimens)")
+    table.add_column("parameter")
+    table.add_column("entry", justify="right")
+    table.add_column("HR", justify="right")
+    table.add_column("LR", justify="right")
+    has_truth = "truth" in agg["params"]["bv_tv_pct"]
+    if has_truth:
+        table.add_column("truth", justify="right")
+    table.add_column("entry vs HR", justify="right")
+    table.add_column("LR vs HR", justify="right")
+    for k in EVAL_KEYS:
+        p = agg["params"][k]
+        label, unit = UNITS[k]
+        def f(s):
+            return ("-" if s["mean"] is None else f"{s['mean']:.3g}")
+        cells = [f"{label} {unit}".strip(), f(p["entry"]), f(p["hr"]), f(p["lr"])]
+        if has_truth:
+            cells.append(f(p["truth"]))
+        cells += [_pct(p["entry_rel_err_vs_hr"]["mean"]), _pct(p["lr_rel_err_vs_hr"]["mean"])]
+        table.add_row(*cells)
+    con.print(table)
+    be, bl = agg["bio_err_vs_hr"], agg["lr_bio_err_vs_hr"]
+    line = (f"biological error vs HR: entry {100 * be['mean']:.1f} %, LR scan "
+            f"{100 * bl['mean']:.1f} %")
+    if has_truth:
+        line += (f"; vs truth: entry {100 * agg['bio_err_vs_truth']['mean']:.1f} %, LR "
+                 f"{100 * agg['lr_bio_err_vs_truth']['mean']:.1f} %, HR "
+                 f"{100 * agg['hr_bio_err_vs_truth']['mean']:.1f} %")
+    con.print(line, highlight=False)
+    style = {"better": "green", "worse": "red", "tied": "yellow"}[res["summary"]["verdict"]]
+    con.print(f"[{style}]{res['summary']['sentence']}[/]", highlight=False)
+    t = res["timings"]
+    con.print(f"[dim]{res['run']['n_clipped']} output values clipped to [0, 1]; "
+              f"{t['total_s']:.0f} s in all, {t['model_s']:.1f} s in the model; result: "
+              f"{path}[/]", highlight=False)
+
+
 @app.command()
 def models():
     """List the installed models (entry points in the group bonesr_bench.models).

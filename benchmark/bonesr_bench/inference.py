@@ -27,6 +27,7 @@ class RunStats:
     n_calls: int
     n_clipped: int  # output values outside [0, 1], clipped
     seconds_in_model: float
+    batch_size: int | None = None  # slices per call (slice models; after any OOM halving)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +46,8 @@ def _validate(sr, expected: tuple[int, ...], what: str) -> torch.Tensor:
     return sr
 
 
-def run_model(model, lr01: np.ndarray, *, device="cpu", batch_size: int = 8, amp: bool = False,
+def run_model(model, lr01: np.ndarray, *, device="cpu", batch_size: int | None = 8,
+              amp: bool = False,
               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, RunStats]:
     """SR volume (float32 in [0, 1]) of an LR volume ``lr01`` (Z, H, W) already in [0, 1].
 
@@ -53,8 +55,9 @@ def run_model(model, lr01: np.ndarray, *, device="cpu", batch_size: int = 8, amp
     the reference study (LR interpolated to the HR slice positions, then paired slice by slice),
     the harness first interpolates the LR linearly along z to s Z slices (LR slice k sits between
     HR slices s k and s k + s - 1), so the SR volume has the HR grid. "volume" models get the LR
-    as (1, 1, Z, h, w) and return (1, 1, s Z, s h, s w). ``progress(done, total)`` after each
-    batch.
+    as (1, 1, Z, h, w) and return (1, 1, s Z, s h, s w). ``progress(done, total)`` in SR slices
+    after each batch. ``batch_size`` None: 8 slices on the CPU; on CUDA it starts at 64 and is
+    halved whenever the GPU runs out of memory (the batch is then retried).
     """
     import time
 
@@ -72,19 +75,31 @@ def run_model(model, lr01: np.ndarray, *, device="cpu", batch_size: int = 8, amp
             sr = model(lr[None, None].to(dev))
             t_model += time.perf_counter() - t0
             calls = 1
+            batch_used = 1
             sr = _validate(sr.float() if amp else sr, (1, 1, z * s, h * s, w * s), "volume")
             clipped = int(((sr < 0) | (sr > 1)).sum())
             out[...] = sr.clamp(0, 1)[0, 0].cpu().numpy()
             if progress:
-                progress(z, z)
+                progress(z * s, z * s)
         else:
             lr = torch.nn.functional.interpolate(lr[None, None], scale_factor=(s, 1, 1),
                                                  mode="trilinear", align_corners=False)[0, 0]
             z = lr.shape[0]
-            for a in range(0, z, batch_size):
-                batch = lr[a : a + batch_size, None].to(dev)
+            auto = batch_size is None
+            bs = (64 if dev.type == "cuda" else 8) if auto else int(batch_size)
+            a = 0
+            while a < z:
+                batch = lr[a : a + bs, None].to(dev)
                 t0 = time.perf_counter()
-                sr = model(batch)
+                try:
+                    sr = model(batch)
+                except torch.cuda.OutOfMemoryError:
+                    if not auto or bs == 1:
+                        raise
+                    del batch
+                    torch.cuda.empty_cache()
+                    bs //= 2
+                    continue
                 t_model += time.perf_counter() - t0
                 calls += 1
                 if amp and isinstance(sr, torch.Tensor):
@@ -94,6 +109,8 @@ def run_model(model, lr01: np.ndarray, *, device="cpu", batch_size: int = 8, amp
                 clipped += int(((sr < 0) | (sr > 1)).sum())
                 sl = sr.clamp(0, 1)[:, 0].cpu().numpy()
                 out[a : a + batch.shape[0]] = sl
+                a += batch.shape[0]
                 if progress:
-                    progress(min(a + batch_size, z), z)
-    return out, RunStats(calls, clipped, t_model)
+                    progress(a, z)
+            batch_used = bs
+    return out, RunStats(calls, clipped, t_model, batch_used)

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ["CONVENTIONS", "to_255", "psnr_slices", "ssim_slices", "psnr_3d", "ssim_3d",
            "SliceScores", "score_volume"]
@@ -55,22 +54,31 @@ def psnr_slices(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) 
     return 10 * torch.log10(255.0**2 / mse)  # inf where identical
 
 
-def _gauss(dim: int, device, dtype) -> torch.Tensor:
+def _gauss1d(device, dtype) -> torch.Tensor:
     x = torch.arange(WIN, device=device, dtype=dtype) - (WIN - 1) / 2
     g = torch.exp(-(x**2) / (2 * SIGMA**2))
-    g = g / g.sum()
-    if dim == 2:
-        return (g[:, None] * g[None, :])[None, None]
-    return (g[:, None, None] * g[None, :, None] * g[None, None, :])[None, None]
+    return g / g.sum()
+
+
+def _filter(x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """Gaussian window filter over ``axes`` ("valid" positions only), applied separably as a
+    weighted sum of shifted views: memory of two copies of ``x``, no im2col buffers."""
+    g = _gauss1d(x.device, x.dtype).tolist()
+    for ax in axes:
+        n = x.shape[ax] - WIN + 1
+        out = x.narrow(ax, 0, n) * g[0]
+        for k in range(1, WIN):
+            out.add_(x.narrow(ax, k, n), alpha=g[k])
+        x = out
+    return x
 
 
 def _ssim_map(r: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
-    conv = F.conv2d if dim == 2 else F.conv3d
-    w = _gauss(dim, r.device, r.dtype)
-    mu_r, mu_t = conv(r, w), conv(t, w)
-    s_rr = conv(r * r, w) - mu_r**2
-    s_tt = conv(t * t, w) - mu_t**2
-    s_rt = conv(r * t, w) - mu_r * mu_t
+    axes = tuple(range(-dim, 0))
+    mu_r, mu_t = _filter(r, axes), _filter(t, axes)
+    s_rr = _filter(r * r, axes) - mu_r**2
+    s_tt = _filter(t * t, axes) - mu_t**2
+    s_rt = _filter(r * t, axes) - mu_r * mu_t
     c1, c2 = (K1 * 255) ** 2, (K2 * 255) ** 2
     num = (2 * mu_r * mu_t + c1) * (2 * s_rt + c2)
     return num / ((mu_r**2 + mu_t**2 + c1) * (s_rr + s_tt + c2))

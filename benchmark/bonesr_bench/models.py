@@ -19,7 +19,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 __all__ = ["ENTRY_POINT_GROUP", "SubmissionError", "Manifest", "resolve", "load_model",
-           "installed_models", "manifest"]
+           "installed_models", "manifest", "is_file_source", "source_file", "source_sha256",
+           "entry_name"]
 
 ENTRY_POINT_GROUP = "bonesr_bench.models"
 INPUT_MODES = ("slice", "volume")
@@ -64,9 +65,53 @@ def _load_file(path: Path):
     return module
 
 
+def is_file_source(source: str) -> bool:
+    """Whether ``source`` names a submission file (rather than a module or an entry point)."""
+    return source.endswith(".py") or "/" in source or Path(source).is_file()
+
+
+def source_file(source: str) -> Path | None:
+    """The Python file that defines ``source`` (found without importing it), or None."""
+    if is_file_source(source):
+        return Path(source) if Path(source).is_file() else None
+    target = source
+    if ":" not in source:
+        target = next((ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
+                       if ep.name == source), "")
+    mod = target.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(mod) if mod else None
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+def source_sha256(source: str) -> str | None:
+    """sha256 of the file that defines ``source`` (None when it cannot be found)."""
+    f = source_file(source)
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f is not None else None
+
+
+def entry_name(source: str) -> str:
+    """The default entry name (a run folder name) of ``source``: a file's stem (its folder's
+    name for generic stems such as model.py), an entry point's name, a module:attribute's
+    attribute (its module's last part when the attribute is ``load``)."""
+    import re
+
+    if is_file_source(source):
+        p = Path(source)
+        name = p.parent.resolve().name if p.stem in ("model", "submission", "__init__") else p.stem
+    elif ":" in source:
+        mod, _, attr = source.partition(":")
+        name = mod.rsplit(".", 1)[-1] if attr == "load" else attr
+    else:
+        name = source
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "entry"
+
+
 def resolve(source: str):
     """The ``load`` factory named by ``source`` (file path, module:attribute or entry point)."""
-    if source.endswith(".py") or "/" in source or Path(source).is_file():
+    if is_file_source(source):
         module = _load_file(Path(source))
         factory = getattr(module, "load", None)
         if not callable(factory):

@@ -37,7 +37,7 @@ __all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "ver
            "open_split", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
 
 SPLIT_ID = "synth-v1"
-VERSION = "1.0"
+VERSION = "1.1"
 #: attenuation (1/cm) = OFFSET + SLOPE * raw (uint16)
 CALIBRATION = {"unit": "1/cm", "offset": -2.0, "slope": 8.0 / 65535}
 #: the fixed intensity window of the split (1/cm) and TV-Otsu parameters used for every volume
@@ -116,7 +116,7 @@ def from_raw(raw: np.ndarray) -> np.ndarray:
         np.float32)
 
 
-def _ome_attrs(name: str, voxel_um: float) -> dict:
+def ome_attrs(name: str, voxel_um: float) -> dict:
     return {"multiscales": [{
         "version": "0.4", "name": name,
         "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
@@ -125,12 +125,12 @@ def _ome_attrs(name: str, voxel_um: float) -> dict:
     }]}
 
 
-def _write_image(group: zarr.Group, path: str, data: np.ndarray, voxel_um: float,
+def write_image(group: zarr.Group, path: str, data: np.ndarray, voxel_um: float,
                  label: bool = False) -> str:
     img = group.require_group(path)
     chunks = (min(32, data.shape[0]), min(128, data.shape[1]), min(128, data.shape[2]))
     img.create_array("0", data=data, chunks=chunks, overwrite=True)
-    attrs = _ome_attrs(path, voxel_um)
+    attrs = ome_attrs(path, voxel_um)
     if label:
         attrs["image-label"] = {"version": "0.4", "source": {"image": "../../hr"}}
     img.attrs.update(attrs)
@@ -186,11 +186,11 @@ def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int
         del root[key]
     g = root.require_group(key)
     hashes = {
-        f"{key}/hr/0": _write_image(g, "hr", to_raw(hr), config.hr_voxel_um),
-        f"{key}/lr/0": _write_image(g, "lr", to_raw(lr), config.hr_voxel_um * config.scale),
-        f"{key}/labels/truth/0": _write_image(g, "labels/truth", spec.truth, config.hr_voxel_um,
+        f"{key}/hr/0": write_image(g, "hr", to_raw(hr), config.hr_voxel_um),
+        f"{key}/lr/0": write_image(g, "lr", to_raw(lr), config.hr_voxel_um * config.scale),
+        f"{key}/labels/truth/0": write_image(g, "labels/truth", spec.truth, config.hr_voxel_um,
                                               label=True),
-        f"{key}/labels/regions/0": _write_image(g, "labels/regions", spec.regions,
+        f"{key}/labels/regions/0": write_image(g, "labels/regions", spec.regions,
                                                 config.hr_voxel_um, label=True),
     }
     g.require_group("labels").attrs["labels"] = ["truth", "regions"]

@@ -1,0 +1,74 @@
+"""A small trainable x2 SR model: the worked example to copy when you start a submission.
+
+The public interface (``../shared/DESIGN.md`` §2, ``submissions/README.md``): a ``load(device)``
+function returning an object with ``name``, ``scale``, ``input`` and ``__call__(lr) -> sr``. The
+harness hands ``__call__`` batches of LR slices, shape (B, 1, h, w), float32 in [0, 1] on
+``device`` (already interpolated along z to the HR slice positions), and expects (B, 1, 2h, 2w)
+float32 back. It owns batching, ``torch.inference_mode``, autocast and output checks.
+
+The network: a residual on top of bicubic up-sampling, four 3 x 3 / 5 x 5 convolutions (32
+features, PReLU) ending in a sub-pixel convolution (Shi et al. 2016), about 21 k parameters.
+``train.py`` beside this file trains it on the v1 train split; its weights are stored as
+safetensors (loading never unpickles anything).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+WEIGHTS = HERE / "weights.safetensors"
+
+
+class ExampleNet(nn.Module):
+    def __init__(self, features: int = 32, scale: int = 2):
+        super().__init__()
+        self.scale = scale
+        self.body = nn.Sequential(
+            nn.Conv2d(1, features, 5, padding=2), nn.PReLU(features),
+            nn.Conv2d(features, features, 3, padding=1), nn.PReLU(features),
+            nn.Conv2d(features, features, 3, padding=1), nn.PReLU(features),
+            nn.Conv2d(features, scale * scale, 3, padding=1),
+            nn.PixelShuffle(scale),
+        )
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + self.body(lr)
+
+
+class ExampleSR:
+    """The submission object the harness calls."""
+
+    name = "example-cnn"
+    scale = 2
+    input = "slice"
+    authors = "bonesr-bench"
+    paper = "worked example (residual CNN + sub-pixel convolution, Shi et al. 2016)"
+    licence = "BSD-3-Clause"
+    training_data = "bonesr-bench synth-v1 train split"
+    weights = WEIGHTS
+
+    def __init__(self, net: ExampleNet):
+        self.net = net
+
+    def parameters(self):  # counted by the harness for the leaderboard
+        return self.net.parameters()
+
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr).clamp(0.0, 1.0)
+
+
+def load(device) -> ExampleSR:
+    from safetensors.torch import load_file
+
+    if not WEIGHTS.is_file():
+        raise FileNotFoundError(f"{WEIGHTS} is missing; train it with "
+                                f"`python {HERE / 'train.py'}`")
+    net = ExampleNet()
+    net.load_state_dict(load_file(str(WEIGHTS)))
+    return ExampleSR(net.to(device).eval())
