@@ -39,10 +39,14 @@ def grid(shape):
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Tests never read or write the user's cache (splits, cached reference rows)."""
+    """Tests never read or write the user's cache (splits, cached reference rows); the user's
+    cache folder stays known as ``BONESR_USER_CACHE`` for the benchmarks."""
     import os
 
     old = os.environ.get("XDG_CACHE_HOME")
+    from platformdirs import user_cache_dir
+
+    os.environ.setdefault("BONESR_USER_CACHE", user_cache_dir("bonesr-bench"))
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
     yield
     if old is None:

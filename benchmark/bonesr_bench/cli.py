@@ -433,9 +433,11 @@ def _print_summary(res: dict, path: Path):
     con = Console()
     m = res["model"]
     ps, ss = agg["psnr_db"], agg["ssim"]
+
     def ci(s, f):
         return (f"[{f.format(s['ci95'][0])}, {f.format(s['ci95'][1])}]"
-              if s["ci95"][0] is not None else "")
+                if s["ci95"][0] is not None else "")
+
     con.print(f"[bold]{m['name']}[/] on {res['split']['id']} {res['split']['subset']} "
               f"({res['split']['n_specimens']} specimens): PSNR {ps['mean']:.2f} dB "
               f"{ci(ps, '{:.2f}')}, SSIM {ss['mean']:.4f} {ci(ss, '{:.4f}')}", highlight=False)
@@ -453,7 +455,8 @@ def _print_summary(res: dict, path: Path):
         p = agg["params"][k]
         label, unit = UNITS[k]
         def f(s):
-            return ("-" if s["mean"] is None else f"{s['mean']:.3g}")
+            return "-" if s["mean"] is None else f"{s['mean']:.3g}"
+
         cells = [f"{label} {unit}".strip(), f(p["entry"]), f(p["hr"]), f(p["lr"])]
         if has_truth:
             cells.append(f(p["truth"]))

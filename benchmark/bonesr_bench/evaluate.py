@@ -185,10 +185,13 @@ def _score_from_store(g, key: str) -> SpecimenScore | None:
 def _sentence(entry: str, agg: dict, verdict: str, ref: str = "HR") -> str:
     e, lr = agg["bio_err_vs_hr"], agg["lr_bio_err_vs_hr"]
     d = agg["bio_err_minus_lr_vs_hr"]
+
     def fmt(v):
-        return ("n/a" if v is None else f"{100 * v:.1f} %")
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
     def ci(c):
-        return ("n/a" if c[0] is None else f"{100 * c[0]:.1f}-{100 * c[1]:.1f} %")
+        return "n/a" if c[0] is None else f"{100 * c[0]:.1f}-{100 * c[1]:.1f} %"
+
     what = {"better": "beats the LR scan biologically",
             "worse": "is biologically worse than the LR scan it was given",
             "tied": "does not beat the LR scan biologically (the difference is within the "
@@ -322,8 +325,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
                                       shave=scale, params=params, device=morph_device)
 
     lo, hi = window
-    def to_store(sr01):
-        return (to_raw(lo + sr01.astype(np.float32) * (hi - lo)))
+
+    def to_store(sr01):  # [0, 1] model output -> uint16 raw in the split's calibration
+        return to_raw(lo + sr01.astype(np.float32) * (hi - lo))
 
     done = [n for n in names if not opts.force and f"{opts.subset}/{n}" in store
             and store[f"{opts.subset}/{n}"].attrs.get("complete")]

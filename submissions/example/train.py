@@ -4,9 +4,9 @@
 
 Pairs are built as the harness will present them: each LR volume is interpolated linearly along z
 to the HR slice positions, then random 48 x 48 LR patches are paired with their 96 x 96 HR
-patches, all on the split's fixed intensity window mapped to [0, 1]. L1 loss, Adam. The last two
-train specimens are held out for validation (the test split is never read). Writes
-``weights.safetensors`` beside this file (the best validation L1).
+patches, all on the split's fixed intensity window mapped to [0, 1]. L1 loss, Adam. The last
+two train specimens (one on a tiny split) are held out for validation; the test split is never
+read. Writes ``weights.safetensors`` beside this file (the best validation L1).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def batch(data, rng, n=16, size=48):
     lrs, hrs = [], []
     for _ in range(n):
         _, lr, hr = data[rng.integers(len(data))]
+        size = min(size, lr.shape[1] - 1, lr.shape[2] - 1)  # small splits (mini)
         z = rng.integers(lr.shape[0])
         y, x = rng.integers(0, lr.shape[1] - size), rng.integers(0, lr.shape[2] - size)
         lrs.append(lr[z, y : y + size, x : x + size])
@@ -64,7 +65,8 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     path = args.split or ensure(None, SPLITS["v1"], part="train")
     data = pairs(path)
-    train, val = data[:-2], data[-2:]
+    n_val = 2 if len(data) > 3 else 1
+    train, val = data[:-n_val], data[-n_val:]
     vrng = np.random.default_rng(12345)
     val_batches = [batch(val, vrng, n=32) for _ in range(4)]
     net = ExampleNet().to(args.device)
