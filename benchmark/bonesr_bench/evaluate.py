@@ -334,18 +334,25 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     todo = [n for n in names if n not in done]
     run_info["resumed"] = done
     n_slices = {n: scale * int(root[f"{opts.subset}/{n}/lr/0"].shape[0]) for n in names}
+
+    def worker(which: list[str], stage: str, log: str) -> tuple[IsolatedRun, dict, int]:
+        """(worker over the LR of ``which``, SR slices before each specimen, total slices)."""
+        lrs = [normalise(from_raw(np.asarray(root[f"{opts.subset}/{n}/lr/0"][...])), window)
+               for n in which]
+        total = sum(n_slices[n] for n in which)
+        before = {n: sum(n_slices[m] for m in which[:i]) for i, n in enumerate(which)}
+        run = IsolatedRun(source, lrs, device=device, batch_size=opts.batch_size, amp=opts.amp,
+                          timeout_s=opts.timeout_s, memory_gb=opts.memory_gb,
+                          expected_scale=scale, log_path=run_dir / log,
+                          progress=lambda i, d, t: progress(stage, before[which[i]] + d, total,
+                                                            which[i]))
+        return run, before, total
+
     try:
         if todo:
-            lrs = [normalise(from_raw(np.asarray(root[f"{opts.subset}/{n}/lr/0"][...])), window)
-                   for n in todo]
-            total = sum(n_slices[n] for n in todo)
-            before = {n: sum(n_slices[m] for m in todo[:i]) for i, n in enumerate(todo)}
             t0 = time.perf_counter()
-            with IsolatedRun(source, lrs, device=device, batch_size=opts.batch_size,
-                             amp=opts.amp, timeout_s=opts.timeout_s, memory_gb=opts.memory_gb,
-                             expected_scale=scale, log_path=run_dir / "worker.log",
-                             progress=lambda i, d, t: progress(
-                                 "model", before[todo[i]] + d, total, todo[i])) as run:
+            run, before, total = worker(todo, "model", "worker.log")
+            with run:
                 for out in run:
                     name = todo[out.index]
                     if manifest is not None and run.manifest is not None and \
@@ -385,16 +392,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
         timings["model_s"] = float(sum(st["seconds_in_model"] for st in stats))
 
         if opts.check_determinism:
-            lrs = [normalise(from_raw(np.asarray(root[f"{opts.subset}/{n}/lr/0"][...])), window)
-                   for n in names]
-            total = sum(n_slices.values())
-            before = {n: sum(n_slices[m] for m in names[:i]) for i, n in enumerate(names)}
             differ = []
-            with IsolatedRun(source, lrs, device=device, batch_size=opts.batch_size,
-                             amp=opts.amp, timeout_s=opts.timeout_s, memory_gb=opts.memory_gb,
-                             expected_scale=scale, log_path=run_dir / "worker.determinism.log",
-                             progress=lambda i, d, t: progress(
-                                 "determinism", before[names[i]] + d, total, names[i])) as run:
+            run, _, _ = worker(names, "determinism", "worker.determinism.log")
+            with run:
                 for out in run:
                     name = names[out.index]
                     if array_sha256(to_store(out.sr)) != \
