@@ -38,6 +38,7 @@ from .split import (
     default_path,
     ensure,
     from_raw,
+    require_ok,
     to_raw,
     verify,
     write_image,
@@ -235,16 +236,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     t0 = time.perf_counter()
     try:
         split_path = resolve_split(opts.split, opts.subset, progress)
-        report = verify(split_path)
+        report = require_ok(verify(split_path))
     except SplitError as exc:
         raise EvaluationError(str(exc)) from None
-    if not report.ok:
-        what = (f"{len(report.missing)} specimen(s) missing or incomplete" if report.missing
-                else f"{len(report.altered)} array(s) altered" if report.altered
-                else "fingerprint mismatch")
-        raise EvaluationError(f"{split_path}: split fails verification ({what}); nothing is "
-                              f"scored on it; run `bonesr-bench data build --out {split_path}` "
-                              "to resume or repair it")
     root = zarr.open_group(str(split_path), mode="r")
     meta = dict(root.attrs["bonesr"])
     if opts.subset not in meta.get("parts", []) or opts.subset not in root:

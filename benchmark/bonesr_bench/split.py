@@ -34,7 +34,7 @@ from . import __version__
 from .segmentation import SegmentationParams
 
 __all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "verify", "ensure",
-           "open_split", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
+           "open_split", "require_ok", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
 
 SPLIT_ID = "synth-v1"
 VERSION = "1.1"
@@ -411,14 +411,20 @@ def ensure(path: str | Path | None = None, config: SplitConfig = SPLITS["v1"], *
 def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
     """Open a split for reading; with ``check`` refuse one that fails verification."""
     if check:
-        report = verify(path)
-        if not report.ok:
-            what = (f"{len(report.missing)} specimen(s) missing or incomplete"
-                    if report.missing else f"{len(report.altered)} array(s) altered"
-                    if report.altered else "fingerprint mismatch")
-            raise SplitError(f"{path}: split fails verification ({what}); run "
-                             f"`bonesr-bench data build --out {path}` to resume or repair it")
+        require_ok(verify(path))
     return zarr.open_group(str(path), mode="r")
+
+
+def require_ok(report: VerifyReport) -> VerifyReport:
+    """``report`` if the split verified, else a :class:`SplitError` saying what failed."""
+    if not report.ok:
+        what = (f"{len(report.missing)} specimen(s) missing or incomplete" if report.missing
+                else f"{len(report.altered)} array(s) altered" if report.altered
+                else "fingerprint mismatch")
+        raise SplitError(f"{report.path}: split fails verification ({what}); nothing is scored "
+                         f"on it; run `bonesr-bench data build --out {report.path}` to resume or "
+                         "repair it")
+    return report
 
 
 def iter_specimens(path: str | Path, subset: str = "test", *,
