@@ -44,16 +44,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _json_value(v):
-    if isinstance(v, float | np.floating) and not math.isfinite(v):
-        return None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
 def _version(value: bool):
     if value:
         print(f"bonesr-bench {__version__}")
@@ -97,6 +87,7 @@ def morphometry(
     from .io import VolumeReadError, read_volume
     from .morphometry import CONVENTIONS
     from .morphometry import morphometry as measure
+    from .result import jsonable
     from .segmentation import segment
 
     try:
@@ -142,7 +133,7 @@ def morphometry(
     except ValueError as exc:
         raise fail(f"{volume}: {exc}") from None
     if as_json:
-        print(json.dumps({k: _json_value(v) for k, v in result.items()}))
+        print(json.dumps(jsonable(result)))
         return
     table = Table(title=f"{volume.name}  ({data.shape[0]}×{data.shape[1]}×{data.shape[2]} voxels, "
                   f"{size:g} µm)", title_justify="left")
@@ -152,7 +143,7 @@ def morphometry(
     table.add_column("key", style="dim")
     for key, value in result.items():
         label, unit = UNITS[key]
-        text = "undefined" if _json_value(value) is None else (
+        text = "undefined" if jsonable(value) is None else (
             f"{value:d}" if isinstance(value, int) else f"{value:.4g}")
         table.add_row(label, text, unit, key)
     Console().print(table)

@@ -34,9 +34,10 @@ from .segmentation import SegmentationParams, normalise
 from .split import (
     SPLITS,
     SplitError,
+    VerifyReport,
     array_sha256,
     default_path,
-    ensure,
+    ensure_report,
     from_raw,
     require_ok,
     to_raw,
@@ -83,21 +84,22 @@ def _noop(stage, done, total, info=""):
 
 
 def resolve_split(split: str | Path | None, subset: str = "test",
-                  progress: Progress = _noop) -> Path:
-    """The store to score on: a named split in the cache (built on first use) or a path."""
+                  progress: Progress = _noop) -> tuple[Path, VerifyReport | None]:
+    """(store to score on, its verification report if already verified): a named split in the
+    cache (built on first use) or a path."""
     if split is None or str(split) in SPLITS:
         config = SPLITS[str(split) if split is not None else "v1"]
         path = default_path(config)
         part = "all" if config.name != "v1" else subset
         n = len(config.specimens(part))
-        return ensure(path, config, part=part,
-                      progress=lambda name, done, total: progress("build", done, n, name))
+        return ensure_report(path, config, part=part,
+                             progress=lambda name, done, total: progress("build", done, n, name))
     path = Path(split)
     if not path.exists():
         raise EvaluationError(f"--split {path}: no split there; give a split name "
                               f"({', '.join(SPLITS)}) or build one with `bonesr-bench data build "
                               f"--out {path}`")
-    return path
+    return path, None
 
 
 def _scoring_key(params: SegmentationParams) -> str:
@@ -106,10 +108,6 @@ def _scoring_key(params: SegmentationParams) -> str:
                        "segmentation": params.as_dict(), "errors": scoring.ERROR_CONVENTIONS},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _clean(d: dict) -> dict:
-    return result.jsonable(d)
 
 
 def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
@@ -144,7 +142,7 @@ def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
 
             truth = np.asarray(g["labels/truth/0"][...]) != 0
             row["truth"] = morphometry(truth, hr_um, regions=regions, device=device)
-        rows[name] = _clean(row)
+        rows[name] = result.jsonable(row)
     progress("references", len(names), len(names), "")
     result.write_atomic(cache, {"split": meta.get("split"), "fingerprint": meta["fingerprint"],
                                 "subset": subset, "path": str(path), "rows": rows})
@@ -235,8 +233,8 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     # the split: built on first use when named, verified always, opened read-only
     t0 = time.perf_counter()
     try:
-        split_path = resolve_split(opts.split, opts.subset, progress)
-        report = require_ok(verify(split_path))
+        split_path, report = resolve_split(opts.split, opts.subset, progress)
+        report = require_ok(report or verify(split_path))
     except SplitError as exc:
         raise EvaluationError(str(exc)) from None
     root = zarr.open_group(str(split_path), mode="r")

@@ -31,9 +31,11 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .result import jsonable
 from .segmentation import SegmentationParams
 
 __all__ = ["SplitConfig", "SPLITS", "CALIBRATION", "default_path", "build", "verify", "ensure",
+           "ensure_report",
            "open_split", "require_ok", "Specimen", "VerifyReport", "array_sha256", "SplitError"]
 
 SPLIT_ID = "synth-v1"
@@ -200,8 +202,7 @@ def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int
         "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict(),
                     "hr_dose_per_um2": HR_SCAN.dose_per_voxel(config.hr_voxel_um),
                     "lr_dose_per_um2": LR_SCAN.dose_per_voxel(config.hr_voxel_um)},
-        "truth_morphometry": {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                              for k, v in truth_m.items()},
+        "truth_morphometry": jsonable(truth_m),
         "sha256": hashes,
     })
     g.attrs["complete"] = True  # last: marks the specimen as whole
@@ -398,14 +399,23 @@ def ensure(path: str | Path | None = None, config: SplitConfig = SPLITS["v1"], *
            progress: Callable[[str, int, int], None] | None = None) -> Path:
     """The split at ``path`` (default: the per-user cache), built first if it is missing,
     incomplete or altered; what ``evaluate`` calls before scoring. Returns the path."""
+    return ensure_report(path, config, part=part, device=device, progress=progress)[0]
+
+
+def ensure_report(path: str | Path | None = None, config: SplitConfig = SPLITS["v1"], *,
+                  part: str = "test", device="cpu",
+                  progress: Callable[[str, int, int], None] | None = None,
+                  ) -> tuple[Path, VerifyReport | None]:
+    """:func:`ensure`, also returning the verification report when the split was already
+    there and verified (None when it was just built), so a caller need not verify it twice."""
     path = Path(path) if path is not None else default_path(config)
     if path.exists():
         report = verify(path, config)
         if report.ok and _subsets(part) <= set(report.parts):
-            return path
+            return path, report
     path.parent.mkdir(parents=True, exist_ok=True)
     build(path, config, part=part, device=device, progress=progress)
-    return path
+    return path, None
 
 
 def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
