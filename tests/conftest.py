@@ -63,3 +63,20 @@ def mini_split(tmp_path_factory):
     path = tmp_path_factory.mktemp("mini") / "mini.zarr"
     build(path, SPLITS["mini"])
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_weights_untouched():
+    """No test may overwrite the committed weights (a training test must pass --weights)."""
+    import hashlib
+
+    root = Path(__file__).parents[1]
+    files = sorted([*(root / "baselines" / "weights").glob("*"),
+                    *(root / "submissions").glob("*/weights*")])
+
+    def digest():
+        return {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+    before = digest()
+    yield
+    assert digest() == before, "a test overwrote committed weights; restore them with git"

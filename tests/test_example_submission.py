@@ -4,12 +4,13 @@ the ones recorded."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import torch
+from typer.testing import CliRunner
 
+from bonesr_bench.cli import app
 from bonesr_bench.inference import run_model
 from bonesr_bench.models import load_model, manifest
 
@@ -32,9 +33,12 @@ def test_example_loads_runs_and_records_its_weights():
 
 
 def test_example_trains_on_the_mini_split(mini_split, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(EXAMPLE / "model.py"), "--split", str(mini_split),
+                                 "--iterations", "20", "--run-dir", str(tmp_path),
+                                 "--weights", str(tmp_path / "w.safetensors")])
+    assert r.exit_code == 0, r.output
     out = tmp_path / "w.safetensors"
-    r = subprocess.run([sys.executable, str(EXAMPLE / "train.py"), "--split", str(mini_split),
-                        "--iterations", "20", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert out.stat().st_size > 50_000 and "validation L1" in r.stdout
+    assert out.stat().st_size > 50_000 and "validation L1" in r.output
+    record = json.loads((EXAMPLE / "weights.safetensors.json").read_text())
+    assert record["sha256"] == hashlib.sha256((EXAMPLE / "weights.safetensors").read_bytes()
+                                              ).hexdigest()

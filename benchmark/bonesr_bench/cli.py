@@ -415,6 +415,76 @@ def evaluate(
         raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def train(
+    submission: Annotated[Path, typer.Argument(
+        help="A submission .py file that declares a training RECIPE (all baselines/ do).",
+        show_default=False)],
+    split: Annotated[str | None, typer.Option(
+        "--split", help="A split name (v1, mini: built in the per-user cache on first use) or "
+        "a split's zarr store. Only its train subset is read. Default: v1.",
+        show_default=False)] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run-dir", help="Checkpoint, log and best weights. Default: runs/train/NAME.",
+        show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="Where the trained weights go. Default: the file's WEIGHTS (with "
+        "--tiny: inside the run folder).", show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto: CUDA when torch sees a GPU, else CPU; cpu; cuda.")] = "auto",
+    iterations: Annotated[int | None, typer.Option(
+        "--iterations", help="Override the recipe's number of iterations.",
+        show_default=False)] = None,
+    tiny: Annotated[bool, typer.Option(
+        "--tiny", help="Smoke run: the file's TINY_CONFIG network, 4 iterations on small "
+        "patches; never touches the shipped weights.")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Ignore the checkpoint in the run folder and start over.")] = False,
+):
+    """Train a submission by the recipe it declares, on the train split only.
+
+    Random LR/HR patch pairs, as the harness presents slices at evaluation
+    (fixed intensity window, LR interpolated along z). The last train
+    specimens are held out for validation; the test subset is never read.
+    Progress, a log and a checkpoint go to the run folder: the same command
+    resumes after an interruption. At the end the best weights (safetensors)
+    are written with a sidecar WEIGHTS.json recording their sha256.
+
+    \b
+    Examples:
+      bonesr-bench train baselines/fsrcnn.py
+      bonesr-bench train baselines/rcan.py --device cuda
+      bonesr-bench train baselines/pix2pix.py --split mini --tiny
+    """
+    from .training import TrainingError, TrainOptions
+    from .training import train as run_training
+
+    opts = TrainOptions(split=split, run_dir=run_dir, weights=weights, device=device,
+                        iterations=iterations, tiny=tiny, restart=restart)
+    tasks: dict = {}
+    labels = {"data": ("loading the train split", ""), "train": ("training", "it")}
+    with _progress_bar() as bar:
+        def progress(stage, done, total, info=""):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels[stage][0], total=total, info="",
+                                            unit=labels[stage][1])
+            bar.update(tasks[stage], completed=done, total=total, info=info)
+
+        try:
+            outcome = run_training(str(submission), opts, progress,
+                                   log=lambda line: bar.console.print(line, highlight=False,
+                                                                      soft_wrap=True))
+        except TrainingError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; the checkpoint is saved: run the same command to resume",
+                       130) from None
+    rec = outcome.record
+    print(f"{outcome.name}: {rec['n_parameters']:,} parameters, {rec['iterations']} iterations "
+          f"in {rec['seconds']:.0f} s, best validation L1 {rec['best_validation_l1']:.5f}")
+    print(f"weights: {outcome.weights} (sha256 {outcome.sha256})")
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:+.1f} %"
 
@@ -468,6 +538,82 @@ def _print_summary(res: dict, path: Path):
     con.print(f"[dim]{res['run']['n_clipped']} output values clipped to [0, 1]; "
               f"{t['total_s']:.0f} s in all, {t['model_s']:.1f} s in the model; result: "
               f"{path}[/]", highlight=False)
+
+
+leaderboard_app = typer.Typer(help="The committed results: add a scored entry, write the HR "
+                               "and LR reference rows.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+RESULTS_OPTION = typer.Option("--results", help="The leaderboard's results folder.")
+
+
+@leaderboard_app.command("add")
+def leaderboard_add(
+    results: Annotated[list[Path], typer.Argument(
+        help="result.json files written by `bonesr-bench evaluate`.", show_default=False)],
+    results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
+    allow_other_split: Annotated[bool, typer.Option(
+        "--allow-other-split", help="Accept a result scored on a non-canonical split (a "
+        "leaderboard of your own split).")] = False,
+):
+    """Copy scored results into the leaderboard as ENTRY.json, after checking each validates
+    against the result schema and was scored on the leaderboard's (canonical) split.
+
+    \b
+    Example:
+      bonesr-bench leaderboard add runs/fsrcnn/result.json
+    """
+    from .leaderboard import LeaderboardError, add
+
+    for path in results:
+        try:
+            print(f"added: {add(path, results_dir, allow_other_split=allow_other_split)}")
+        except LeaderboardError as exc:
+            raise fail(str(exc)) from None
+
+
+@leaderboard_app.command("references")
+def leaderboard_references(
+    split: Annotated[str | None, typer.Option(
+        "--split", help="A split name or store path (default: v1, built on first use).",
+        show_default=False)] = None,
+    results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
+):
+    """Write the reference rows: the HR scan and the LR scan themselves, segmented and measured
+    like every entry, with their errors against HR and the true geometry (hr-scan.json,
+    lr-scan.json)."""
+    from .evaluate import EvaluationError
+    from .leaderboard import LeaderboardError, write_references
+
+    with _progress_bar() as bar:
+        tasks: dict = {}
+
+        def progress(stage, done, total, info=""):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="", unit="")
+            bar.update(tasks[stage], completed=done, total=total, info=info)
+
+        try:
+            paths = write_references(split, results_dir, progress=progress)
+        except (EvaluationError, LeaderboardError) as exc:
+            raise fail(str(exc)) from None
+    for p in paths:
+        print(f"written: {p}")
+
+
+@leaderboard_app.command("table")
+def leaderboard_table(
+    results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
+):
+    """Print the study's Table I for the committed results (Markdown): mean ± SD of every
+    parameter for HR, each entry (by PSNR) and LR, the true geometry, PSNR/SSIM and the
+    biological errors."""
+    from .leaderboard import collect, markdown, table_one
+
+    results = collect(results_dir)
+    if not results:
+        raise fail(f"{results_dir}: no valid result files; add some with `bonesr-bench "
+                   "leaderboard add runs/ENTRY/result.json`")
+    print(markdown(table_one(results)))
 
 
 @app.command()

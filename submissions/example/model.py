@@ -8,8 +8,10 @@ float32 back. It owns batching, ``torch.inference_mode``, autocast and output ch
 
 The network: a residual on top of bicubic up-sampling, four 3 x 3 / 5 x 5 convolutions (32
 features, PReLU) ending in a sub-pixel convolution (Shi et al. 2016), about 21 k parameters.
-``train.py`` beside this file trains it on the v1 train split; its weights are stored as
-safetensors (loading never unpickles anything).
+``RECIPE`` says how it is trained; ``bonesr-bench train submissions/example/model.py`` runs it
+on the v1 train split (validation on held-out train specimens; progress, checkpoints, resume) and
+writes ``weights.safetensors`` (loading never unpickles anything) with a sidecar
+``weights.safetensors.json`` recording its sha256 and how it was made.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bonesr_bench.training import Recipe, load_weights
+
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "weights.safetensors"
+CONFIG = {"features": 32, "scale": 2}  # network(config) builds it; TINY_CONFIG for --tiny
+TINY_CONFIG = {"features": 4, "scale": 2}
+RECIPE = Recipe(loss="l1", optimiser="adam", learning_rate=1e-3, schedule="cosine",
+                iterations=3000, batch_size=16, patch=48, seed=0, validate_every=250,
+                checkpoint_every=500)
 
 
 class ExampleNet(nn.Module):
@@ -63,12 +72,11 @@ class ExampleSR:
         return self.net(lr).clamp(0.0, 1.0)
 
 
-def load(device) -> ExampleSR:
-    from safetensors.torch import load_file
+def network(config: dict | None = None) -> ExampleNet:
+    return ExampleNet(**(config or CONFIG))
 
-    if not WEIGHTS.is_file():
-        raise FileNotFoundError(f"{WEIGHTS} is missing; train it with "
-                                f"`python {HERE / 'train.py'}`")
-    net = ExampleNet()
-    net.load_state_dict(load_file(str(WEIGHTS)))
+
+def load(device) -> ExampleSR:
+    net = load_weights(network(), WEIGHTS,
+                       train_hint="bonesr-bench train submissions/example/model.py")
     return ExampleSR(net.to(device).eval())
