@@ -46,7 +46,7 @@ from .split import (
 )
 
 __all__ = ["EvaluationError", "EvaluateOptions", "Outcome", "evaluate", "reference_rows",
-           "resolve_split"]
+           "reference_result", "REFERENCE_SCANS", "resolve_split"]
 
 #: Progress callback: (stage, done, total, info). Stages: build, references, model, score,
 #: determinism.
@@ -149,6 +149,97 @@ def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
     return rows
 
 
+def _open_scored_split(split, subset: str, progress: Progress = _noop):
+    """(path, verification report, root group, split metadata, segmentation parameters) of a
+    split that verifies and has ``subset``; what every scored run starts from."""
+    try:
+        split_path, report = resolve_split(split, subset, progress)
+        report = require_ok(report or verify(split_path))
+    except SplitError as exc:
+        raise EvaluationError(str(exc)) from None
+    root = zarr.open_group(str(split_path), mode="r")
+    meta = dict(root.attrs["bonesr"])
+    if subset not in meta.get("parts", []) or subset not in root:
+        raise EvaluationError(f"{split_path} has no {subset} part; build it with "
+                              f"`bonesr-bench data build --split {subset} --out {split_path}`")
+    seg = meta["segmentation"]
+    params = SegmentationParams(seg["tv_weight"], seg["tv_max_iter"], tuple(seg["window"]))
+    return split_path, report, root, meta, params
+
+
+def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict, subset: str,
+            params: SegmentationParams, device: str, refs: dict, submission: dict) -> dict:
+    """The fields every result shares: schema, entry, code, split, conventions, environment."""
+    return {
+        "schema_version": result.SCHEMA_VERSION,
+        "entry": entry,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code": {"bonesr_bench": result.__version__, "git_commit": result.git_commit(),
+                 "code_sha256": result.code_sha256()},
+        "split": {"id": meta.get("split"), "version": str(meta.get("version")),
+                  "path": str(split_path), "subset": subset,
+                  "fingerprint": meta["fingerprint"], "scale": int(meta["scale"]),
+                  "hr_voxel_um": float(meta["hr_voxel_um"]),
+                  "lr_voxel_um": float(meta["lr_voxel_um"]), "canonical": report.canonical,
+                  "comparable": report.comparable,
+                  "n_specimens": len(list(root[subset].group_keys()))},
+        "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
+                        "segmentation": {**params.as_dict(), "window_unit": "1/cm"},
+                        "errors": {**scoring.ERROR_CONVENTIONS,
+                                   "bio_keys": list(scoring.BIO_KEYS)}},
+        "submission": submission,
+        "environment": result.environment(device),
+        "references": refs,
+    }
+
+
+#: The reference rows of a leaderboard: the scans themselves, segmented like every entry.
+REFERENCE_SCANS = {
+    "hr": ("hr-scan", "the HR scan ({hr:g} µm) segmented like every entry"),
+    "lr": ("lr-scan", "the LR scan ({lr:g} µm) segmented on its own grid, as in the study's "
+                      "Table I"),
+}
+
+
+def reference_result(scan: str, split: str | Path | None = None, subset: str = "test",
+                     progress: Progress = _noop) -> dict:
+    """A result (status ``reference``) for the HR or the LR scan itself: its parameters per
+    specimen, its errors against HR and the true geometry, aggregated like an entry's; no
+    PSNR/SSIM (there is no SR image). The leaderboard's HR and LR rows."""
+    if scan not in REFERENCE_SCANS:
+        raise EvaluationError(f"reference scan {scan!r}: use one of {', '.join(REFERENCE_SCANS)}")
+    t0 = time.perf_counter()
+    split_path, report, root, meta, params = _open_scored_split(split, subset, progress)
+    refs = reference_rows(split_path, root, meta, subset, params, progress=progress)
+    names = sorted(root[subset].group_keys())
+    blank = {"psnr_db": None, "ssim": None, "psnr_3d_db": None, "ssim_3d": None, "n_slices": 0}
+    scores = [SpecimenScore(n, dict(blank), refs[n][scan], 0.0) for n in names]
+    rows, agg = scoring.aggregate(scores, refs)
+    entry, what = REFERENCE_SCANS[scan]
+    what = what.format(hr=float(meta["hr_voxel_um"]), lr=float(meta["lr_voxel_um"]))
+
+    def pct(s):
+        return "n/a" if s["mean"] is None else (f"{100 * s['mean']:.1f} % (95 % CI "
+                                                f"{100 * s['ci95'][0]:.1f}-"
+                                                f"{100 * s['ci95'][1]:.1f})")
+
+    sentence = f"Reference row: {what}. Biological error against the true geometry " \
+               f"{pct(agg['bio_err_vs_truth'])}" if "bio_err_vs_truth" in agg else \
+               f"Reference row: {what}"
+    if scan == "lr":
+        sentence += f"; against the HR scan {pct(agg['bio_err_vs_hr'])}"
+    run = {"device": "cpu", "batch_size": None, "amp": False, "timeout_s": None, "n_clipped": 0,
+           "determinism": {"checked": False, "identical": None}, "resumed": []}
+    res = {**_header(entry, split_path, report, root, meta, subset, params, "cpu", refs,
+                     {"source": f"reference:{scan}", "source_sha256": None}),
+           "status": "reference", "reason": None, "model": None, "run": run,
+           "timings": {"total_s": time.perf_counter() - t0}, "specimens": rows,
+           "aggregates": agg, "summary": {"verdict": "reference", "sentence": sentence + "."}}
+    res = result.jsonable(res)
+    result.validate(res)
+    return res
+
+
 def _run_key(source_sha: str | None, source: str, fp: str, subset: str, amp: bool) -> str:
     blob = json.dumps([source_sha or source, fp, subset, amp])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -232,19 +323,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
 
     # the split: built on first use when named, verified always, opened read-only
     t0 = time.perf_counter()
-    try:
-        split_path, report = resolve_split(opts.split, opts.subset, progress)
-        report = require_ok(report or verify(split_path))
-    except SplitError as exc:
-        raise EvaluationError(str(exc)) from None
-    root = zarr.open_group(str(split_path), mode="r")
-    meta = dict(root.attrs["bonesr"])
-    if opts.subset not in meta.get("parts", []) or opts.subset not in root:
-        raise EvaluationError(f"{split_path} has no {opts.subset} part; build it with "
-                              f"`bonesr-bench data build --split {opts.subset} --out {split_path}`")
-    seg = meta["segmentation"]
-    params = SegmentationParams(seg["tv_weight"], seg["tv_max_iter"], tuple(seg["window"]))
-    window = tuple(seg["window"])
+    split_path, report, root, meta, params = _open_scored_split(opts.split, opts.subset,
+                                                                 progress)
+    window = tuple(params.window)
     scale = int(meta["scale"])
     hr_um = float(meta["hr_voxel_um"])
     names = sorted(root[opts.subset].group_keys())
@@ -263,25 +344,8 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     references_s = time.perf_counter() - t0
 
     skey = _scoring_key(params)
-    base = {
-        "schema_version": result.SCHEMA_VERSION,
-        "entry": entry,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "code": {"bonesr_bench": result.__version__, "git_commit": result.git_commit(),
-                 "code_sha256": result.code_sha256()},
-        "split": {"id": meta.get("split"), "version": str(meta.get("version")),
-                  "path": str(split_path), "subset": opts.subset,
-                  "fingerprint": meta["fingerprint"], "scale": scale, "hr_voxel_um": hr_um,
-                  "lr_voxel_um": float(meta["lr_voxel_um"]), "canonical": report.canonical,
-                  "comparable": report.comparable, "n_specimens": len(names)},
-        "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
-                        "segmentation": {**params.as_dict(), "window_unit": "1/cm"},
-                        "errors": {**scoring.ERROR_CONVENTIONS,
-                                   "bio_keys": list(scoring.BIO_KEYS)}},
-        "submission": {"source": source, "source_sha256": src_sha},
-        "environment": result.environment(device),
-        "references": refs,
-    }
+    base = _header(entry, split_path, report, root, meta, opts.subset, params, device, refs,
+                   {"source": source, "source_sha256": src_sha})
     run_info = {"device": device, "batch_size": opts.batch_size, "amp": opts.amp,
                 "timeout_s": opts.timeout_s, "n_clipped": 0,
                 "determinism": {"checked": opts.check_determinism, "identical": None},

@@ -1,0 +1,144 @@
+"""The committed leaderboard results: one JSON per scored entry plus the HR and LR reference rows.
+
+``leaderboard/results/<entry>.json`` files are copies of ``bonesr-bench evaluate`` results
+(validated against the result schema, scored on the canonical split) and the two reference rows
+written by :func:`write_references`. The page is rendered from these files alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import result
+from .evaluate import REFERENCE_SCANS, reference_result
+
+__all__ = ["LeaderboardError", "RESULTS", "add", "write_references", "collect"]
+
+RESULTS = Path("leaderboard") / "results"
+
+
+class LeaderboardError(RuntimeError):
+    """A result that cannot join the leaderboard: one line naming the problem and the fix."""
+
+
+def collect(results_dir: str | Path = RESULTS) -> dict[str, dict]:
+    """{file name: result} of the valid results in ``results_dir`` (invalid ones skipped)."""
+    out = {}
+    for f in sorted(Path(results_dir).glob("*.json")):
+        try:
+            out[f.name] = result.read(f)
+        except (result.ResultSchemaError, OSError):
+            continue
+    return out
+
+
+def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: bool) -> None:
+    if res["split"].get("canonical") is not True and not allow_other_split:
+        raise LeaderboardError(f"{source}: scored on a split that is not the canonical "
+                               f"{res['split'].get('id')} split; evaluate on the canonical split "
+                               "(`--split v1`) or pass --allow-other-split")
+    fps = {r["split"]["fingerprint"] for r in collect(results_dir).values()}
+    if fps and res["split"]["fingerprint"] not in fps and not allow_other_split:
+        raise LeaderboardError(f"{source}: split fingerprint {res['split']['fingerprint'][:16]} "
+                               f"differs from the leaderboard's ({', '.join(f[:16] for f in fps)})"
+                               "; rescore it on the leaderboard's split")
+
+
+def add(path: str | Path, results_dir: str | Path = RESULTS, *,
+        allow_other_split: bool = False) -> Path:
+    """Copy a scored result into ``results_dir`` as ``<entry>.json`` (atomically), after checking
+    it validates, is scored, and was scored on the leaderboard's split."""
+    results_dir = Path(results_dir)
+    try:
+        res = result.read(path)
+    except result.ResultSchemaError as exc:
+        raise LeaderboardError(f"{exc}; only results written by `bonesr-bench evaluate` can "
+                               "join the leaderboard") from None
+    except OSError as exc:
+        raise LeaderboardError(f"{path}: cannot read it ({exc.strerror})") from None
+    if res["status"] != "scored":
+        raise LeaderboardError(f"{path}: status {res['status']!r}; only scored results join the "
+                               "leaderboard (fix the submission and evaluate it again)")
+    if res["entry"] in {e for e, _ in REFERENCE_SCANS.values()}:
+        raise LeaderboardError(f"{path}: entry name {res['entry']!r} is reserved for the "
+                               "reference rows; evaluate with another --name")
+    _check_split(res, results_dir, str(path), allow_other_split)
+    return result.write_atomic(results_dir / f"{res['entry']}.json", res)
+
+
+def write_references(split: str | Path | None = None, results_dir: str | Path = RESULTS,
+                     subset: str = "test", progress=None) -> list[Path]:
+    """Write the HR and LR reference rows (``hr-scan.json``, ``lr-scan.json``)."""
+    results_dir = Path(results_dir)
+    out = []
+    for scan in REFERENCE_SCANS:
+        res = (reference_result(scan, split, subset, progress) if progress
+               else reference_result(scan, split, subset))
+        _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1"))
+        out.append(result.write_atomic(results_dir / f"{res['entry']}.json", res))
+    return out
+
+
+#: Table I rows: (result key, label, unit, digits); the study's five, then the rest we measure.
+TABLE_ONE = (
+    ("tb_th_um", "Tb.Th", "µm", 1), ("bv_tv_pct", "BV/TV", "%", 1), ("tb_sp_um", "Tb.Sp", "µm", 0),
+    ("da_ratio", "DA (ratio)", "", 2), ("conn_d_per_mm3", "Conn.D", "1/mm³", 1),
+    ("tb_n_per_mm", "Tb.N", "1/mm", 2), ("smi", "SMI", "", 2), ("ct_th_um", "Ct.Th", "µm", 0),
+    ("ct_po_pct", "Ct.Po", "%", 2), ("po_n", "Po.N", "", 0),
+)
+
+
+def _order(results: dict[str, dict]) -> list[dict]:
+    """HR first, the entries by PSNR (best first), LR last, as the study's Table I."""
+    refs = {r["entry"]: r for r in results.values() if r["status"] == "reference"}
+    entries = [r for r in results.values() if r["status"] == "scored"]
+    entries.sort(key=lambda r: -(r["aggregates"]["psnr_db"]["mean"] or -1e9))
+    return [refs[e] for e in ("hr-scan",) if e in refs] + entries + \
+        [refs[e] for e in ("lr-scan",) if e in refs]
+
+
+def _label(res: dict) -> str:
+    return {"hr-scan": "HR", "lr-scan": "LR"}.get(res["entry"], res["entry"])
+
+
+def table_one(results: dict[str, dict]) -> list[list[str]]:
+    """The study's Table I for these results: mean ± SD over the test specimens of every
+    parameter, one column per row of the leaderboard (HR, entries by PSNR, LR); then the true
+    geometry's values, PSNR/SSIM and the biological errors against HR and truth (%)."""
+    cols = _order(results)
+    if not cols:
+        return []
+
+    def ms(s, d):
+        if s["mean"] is None:
+            return "-"
+        return f"{s['mean']:.{d}f} ± {s['sd']:.{d}f}"
+
+    truth = next((r["aggregates"]["params"][TABLE_ONE[0][0]].get("truth") is not None
+                  for r in cols), False)
+    head = ["parameter", *(_label(r) for r in cols)] + (["truth"] if truth else [])
+    rows = [head]
+    for key, label, unit, d in TABLE_ONE:
+        row = [f"{label} ({unit})" if unit else label]
+        row += [ms(r["aggregates"]["params"][key]["entry"], d) for r in cols]
+        if truth:
+            row.append(ms(cols[0]["aggregates"]["params"][key]["truth"], d))
+        rows.append(row)
+    for key, label, d, f in (("psnr_db", "PSNR (dB)", 2, 1), ("ssim", "SSIM", 3, 1),
+                             ("bio_err_vs_hr", "bio. error vs HR (%)", 1, 100),
+                             ("bio_err_vs_truth", "bio. error vs truth (%)", 1, 100)):
+        row = [label]
+        for r in cols:
+            s = r["aggregates"].get(key) or {"mean": None}
+            row.append("-" if s["mean"] is None else
+                       f"{f * s['mean']:.{d}f} ± {f * s['sd']:.{d}f}")
+        rows.append(row + ([""] if truth else []))
+    return rows
+
+
+def markdown(rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)

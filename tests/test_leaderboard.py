@@ -1,0 +1,137 @@
+"""The committed leaderboard results: reference rows (the HR and LR scans themselves) and adding
+scored entries, with every refusal."""
+
+from __future__ import annotations
+
+import copy
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bonesr_bench import result, scoring
+from bonesr_bench.cli import app
+from bonesr_bench.evaluate import EvaluateOptions, evaluate, reference_result
+from bonesr_bench.leaderboard import LeaderboardError, add, write_references
+
+ROOT = Path(__file__).parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def scored_bicubic(mini_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    outcome = evaluate(str(ROOT / "baselines" / "bicubic.py"),
+                       EvaluateOptions(split=mini_split, out=out, device="cpu"))
+    assert outcome.exit_code == 0
+    return outcome
+
+
+def test_reference_rows_are_the_scans_scored_like_entries(mini_split, scored_bicubic):
+    refs = scored_bicubic.result["references"]
+    hr, lr = reference_result("hr", mini_split), reference_result("lr", mini_split)
+    for res in (hr, lr):
+        result.validate(res)
+        assert res["status"] == "reference" and res["model"] is None
+        assert res["split"]["fingerprint"] == scored_bicubic.result["split"]["fingerprint"]
+        assert res["aggregates"]["psnr_db"]["mean"] is None
+    # HR against itself is exact; against truth it is the HR error every result quotes
+    assert hr["aggregates"]["bio_err_vs_hr"]["mean"] == 0
+    assert all(v in (0, None) for row in hr["specimens"] for v in row["rel_err_vs_hr"].values())
+    assert hr["aggregates"]["bio_err_vs_truth"] == \
+        scored_bicubic.result["aggregates"]["hr_bio_err_vs_truth"]
+    # the LR row is the LR scan's figure of every entry's verdict
+    assert lr["aggregates"]["bio_err_vs_hr"] == \
+        scored_bicubic.result["aggregates"]["lr_bio_err_vs_hr"]
+    for row in lr["specimens"]:
+        ref = refs[row["specimen"]]
+        assert row["values"]["bv_tv_pct"] == pytest.approx(ref["lr"]["bv_tv_pct"])
+        assert row["bio_err_vs_hr"] == pytest.approx(
+            scoring.biological_error(ref["lr"], ref["hr"]))
+    assert lr["summary"]["sentence"].startswith("Reference row: the LR scan (21 µm)")
+
+
+def test_add_copies_a_scored_result_and_references_join(mini_split, scored_bicubic, tmp_path):
+    results = tmp_path / "results"
+    written = write_references(mini_split, results)
+    assert sorted(p.name for p in written) == ["hr-scan.json", "lr-scan.json"]
+    r = runner.invoke(app, ["leaderboard", "add", str(scored_bicubic.path), "--results",
+                            str(results), "--allow-other-split"])
+    assert r.exit_code == 0, r.output
+    copy_ = results / "bicubic.json"
+    assert result.read(copy_) == scored_bicubic.result
+    assert stat.S_IMODE(copy_.stat().st_mode) & 0o044  # readable by others once committed
+
+
+def _variant(tmp_path, res, name, **changes):
+    res = copy.deepcopy(res)
+    for dotted, value in changes.items():
+        *head, last = dotted.split(".")
+        target = res
+        for k in head:
+            target = target[k]
+        target[last] = value
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(res))
+    return path
+
+
+def test_add_refuses_what_does_not_belong(scored_bicubic, tmp_path):
+    res = scored_bicubic.result
+    results = tmp_path / "results"
+    before = {}
+    cases = [
+        (_variant(tmp_path, res, "failed", status="failed", reason="boom", aggregates=None,
+                  **{"summary.verdict": "failed"}), "only scored results"),
+        (_variant(tmp_path, res, "noncanonical"), "not the canonical"),
+        (_variant(tmp_path, res, "reserved", entry="hr-scan", **{"split.canonical": True}),
+         "reserved"),
+        (_variant(tmp_path, res, "badschema", schema_version="0"), "schema"),
+        (tmp_path / "missing.json", "cannot read"),
+    ]
+    (tmp_path / "garbage.json").write_text("{not json")
+    cases.append((tmp_path / "garbage.json", "not JSON"))
+    for path, message in cases:
+        with pytest.raises(LeaderboardError, match=message) as e:
+            add(path, results)
+        assert "\n" not in str(e.value)
+    assert not results.exists() or not any(results.iterdir())
+    # a result of another split fingerprint than the leaderboard's is refused
+    add(_variant(tmp_path, res, "ok", **{"split.canonical": True}), results)
+    before = {p: p.read_bytes() for p in results.iterdir()}
+    other = _variant(tmp_path, res, "other", entry="other", **{"split.canonical": True,
+                                                              "split.fingerprint": "f" * 64})
+    r = runner.invoke(app, ["leaderboard", "add", str(other), "--results", str(results)])
+    assert r.exit_code == 2 and "differs from the leaderboard" in r.output
+    assert {p: p.read_bytes() for p in results.iterdir()} == before
+
+
+def test_committed_results_validate_and_share_one_split():
+    files = sorted((ROOT / "leaderboard" / "results").glob("*.json"))
+    assert {"hr-scan.json", "lr-scan.json"} <= {f.name for f in files}
+    loaded = [result.read(f) for f in files]
+    assert len({r["split"]["fingerprint"] for r in loaded}) == 1
+    assert all(r["split"]["canonical"] is True and r["split"]["subset"] == "test"
+               for r in loaded)
+    assert all(r["status"] in ("scored", "reference") for r in loaded)
+    assert all(f.stem == r["entry"] for f, r in zip(files, loaded, strict=True))
+
+
+def test_table_one_has_the_study_layout(mini_split, scored_bicubic, tmp_path):
+    from bonesr_bench.leaderboard import collect, markdown, table_one
+
+    results = tmp_path / "results"
+    write_references(mini_split, results)
+    add(scored_bicubic.path, results, allow_other_split=True)
+    rows = table_one(collect(results))
+    assert rows[0] == ["parameter", "HR", "bicubic", "LR", "truth"]
+    assert [r[0] for r in rows[1:6]] == ["Tb.Th (µm)", "BV/TV (%)", "Tb.Sp (µm)", "DA (ratio)",
+                                          "Conn.D (1/mm³)"]
+    s = scored_bicubic.result["aggregates"]["params"]["bv_tv_pct"]["entry"]
+    assert rows[2][2] == f"{s['mean']:.1f} ± {s['sd']:.1f}"
+    psnr = scored_bicubic.result["aggregates"]["psnr_db"]
+    assert rows[11][2] == f"{psnr['mean']:.2f} ± {psnr['sd']:.2f}" and rows[11][1] == "-"
+    md = markdown(rows)
+    assert md.count("\n") == len(rows) and md.startswith("| parameter | HR |")
