@@ -330,6 +330,20 @@ def _progress_bar():
                     TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
 
 
+def _stage_progress(bar, labels: dict[str, tuple[str, str]]):
+    """A ``progress(stage, done, total, info)`` callback that adds one bar per stage;
+    ``labels[stage]`` = (description, unit of the rate column or "")."""
+    tasks: dict = {}
+
+    def progress(stage, done, total, info=""):
+        if stage not in tasks:
+            desc, unit = labels.get(stage, (stage, ""))
+            tasks[stage] = bar.add_task(desc, total=total, info="", unit=unit)
+        bar.update(tasks[stage], completed=done, total=total, info=info)
+
+    return progress
+
+
 @app.command()
 def evaluate(
     submission: Annotated[str, typer.Argument(
@@ -385,19 +399,12 @@ def evaluate(
     opts = EvaluateOptions(split=split, subset=subset, out=out, entry=name, device=device,
                            batch_size=batch_size, amp=amp, timeout_s=timeout, force=force,
                            check_determinism=check_determinism, memory_gb=memory_gb)
-    labels = {"build": ("building the split", "specimens", ""),
-              "references": ("scoring HR, LR and truth (once per split)", "specimens", ""),
-              "model": ("running the model", "slices", "slices"),
-              "score": ("scoring", "specimens", ""),
-              "determinism": ("second run (determinism)", "slices", "slices")}
-    tasks: dict = {}
+    labels = {"build": ("building the split", ""),
+              "references": ("scoring HR, LR and truth (once per split)", ""),
+              "model": ("running the model", "slices"), "score": ("scoring", ""),
+              "determinism": ("second run (determinism)", "slices")}
     with _progress_bar() as bar:
-        def progress(stage, done, total, info=""):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels[stage][0], total=total, info="",
-                                            unit=labels[stage][2])
-            bar.update(tasks[stage], completed=done, total=total, info=info)
-
+        progress = _stage_progress(bar, labels)
         try:
             outcome = run_evaluation(submission, opts, progress)
         except EvaluationError as exc:
@@ -461,15 +468,9 @@ def train(
 
     opts = TrainOptions(split=split, run_dir=run_dir, weights=weights, device=device,
                         iterations=iterations, tiny=tiny, restart=restart)
-    tasks: dict = {}
     labels = {"data": ("loading the train split", ""), "train": ("training", "it")}
     with _progress_bar() as bar:
-        def progress(stage, done, total, info=""):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels[stage][0], total=total, info="",
-                                            unit=labels[stage][1])
-            bar.update(tasks[stage], completed=done, total=total, info=info)
-
+        progress = _stage_progress(bar, labels)
         try:
             outcome = run_training(str(submission), opts, progress,
                                    log=lambda line: bar.console.print(line, highlight=False,
@@ -585,13 +586,8 @@ def leaderboard_references(
     from .leaderboard import LeaderboardError, write_references
 
     with _progress_bar() as bar:
-        tasks: dict = {}
-
-        def progress(stage, done, total, info=""):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, info="", unit="")
-            bar.update(tasks[stage], completed=done, total=total, info=info)
-
+        progress = _stage_progress(bar, {"build": ("building the split", ""),
+                                         "references": ("scoring HR, LR and truth", "")})
         try:
             paths = write_references(split, results_dir, progress=progress)
         except (EvaluationError, LeaderboardError) as exc:
