@@ -135,3 +135,36 @@ def test_table_one_has_the_study_layout(mini_split, scored_bicubic, tmp_path):
     assert rows[11][2] == f"{psnr['mean']:.2f} ± {psnr['sd']:.2f}" and rows[11][1] == "-"
     md = markdown(rows)
     assert md.count("\n") == len(rows) and md.startswith("| parameter | HR |")
+
+
+def test_results_carry_the_same_gallery_crop(mini_split, scored_bicubic):
+    import base64
+    import io
+
+    import numpy as np
+    import zarr
+    from PIL import Image
+
+    from bonesr_bench.split import from_raw
+
+    hr = reference_result("hr", mini_split)
+    lr = reference_result("lr", mini_split)
+    g_sr, g_hr, g_lr = (scored_bicubic.result["gallery"], hr["gallery"], lr["gallery"])
+    where = ("specimen", "z", "y", "x", "size")
+    assert [g_sr[k] for k in where] == [g_hr[k] for k in where] == [g_lr[k] for k in where]
+    assert set(g_sr["images"]) == {"sr"} and set(g_hr["images"]) == {"hr", "truth"}
+    assert set(g_lr["images"]) == {"lr"}
+
+    def decode(png):
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(png))), dtype=float) / 255
+
+    root = zarr.open_group(str(mini_split), mode="r")
+    spec = g_hr
+    lo, hi = hr["conventions"]["segmentation"]["window"]
+    vol = from_raw(np.asarray(root[f"test/{spec['specimen']}/hr/0"][...]))
+    s = spec["size"]
+    expect = np.clip((vol[spec["z"], spec["y"]:spec["y"] + s, spec["x"]:spec["x"] + s] - lo)
+                     / (hi - lo), 0, 1)
+    assert np.abs(decode(g_hr["images"]["hr"]) - expect).max() <= 0.5 / 255 + 1e-9
+    assert decode(g_lr["images"]["lr"]).shape == (s, s)  # LR pixels shown at HR size
+    assert set(np.unique(decode(g_hr["images"]["truth"]))) <= {0.0, 1.0}

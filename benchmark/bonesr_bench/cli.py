@@ -542,7 +542,8 @@ def _print_summary(res: dict, path: Path):
 
 
 leaderboard_app = typer.Typer(help="The committed results: add a scored entry, write the HR "
-                               "and LR reference rows.", no_args_is_help=True)
+                               "and LR reference rows, print Table I, build the site.",
+                               no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 RESULTS_OPTION = typer.Option("--results", help="The leaderboard's results folder.")
 
@@ -594,6 +595,50 @@ def leaderboard_references(
             raise fail(str(exc)) from None
     for p in paths:
         print(f"written: {p}")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
+    out: Annotated[Path, typer.Option("--out", help="The site folder (replaced).")] =
+    Path("leaderboard/site"),
+):
+    """Render the static leaderboard site from the result files alone (offline: plotly.js is
+    served from the site). A bad or outdated result file is listed as excluded, with the reason,
+    and never breaks the build.
+
+    \b
+    Example:
+      bonesr-bench leaderboard build && python -m http.server -d leaderboard/site
+    """
+    from .site import build
+
+    if not results_dir.is_dir():
+        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs")
+    report = build(results_dir, out)
+    print(f"site: {report.out / 'index.html'} ({len(report.entries)} entries, "
+          f"{len(report.references)} reference rows, {len(report.excluded)} excluded)")
+    for name, why in report.excluded:
+        err.print(f"[yellow]excluded:[/] {name}: {why}", highlight=False, soft_wrap=True)
+
+
+@leaderboard_app.command("validate")
+def leaderboard_validate(
+    results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
+):
+    """Check every result file: valid against the schema, scored or a reference row, all on one
+    split. Exit 1 listing the bad files (what CI runs before publishing)."""
+    from .site import load_results
+
+    if not results_dir.is_dir():
+        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs")
+    kept, excluded, fp = load_results(results_dir)
+    for name, why in excluded:
+        err.print(f"[bold red]invalid:[/] {name}: {why}", highlight=False, soft_wrap=True)
+    print(f"{len(kept)} valid result files on split {fp[:16] if fp else '-'}, "
+          f"{len(excluded)} invalid")
+    if excluded:
+        raise typer.Exit(1)
 
 
 @leaderboard_app.command("table")

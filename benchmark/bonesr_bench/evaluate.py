@@ -193,6 +193,17 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
     }
 
 
+def _gallery(root, subset: str, names: list[str], window, images: dict) -> dict:
+    """The result's gallery crop: ``images`` maps a label to (array on the first specimen of
+    the split, HR voxels per voxel, window or None for a mask); see :mod:`gallery`."""
+    from . import gallery
+
+    spec = gallery.crop_spec(names, np.asarray(
+        root[f"{subset}/{sorted(names)[0]}/labels/regions/0"][...]))
+    return {**spec, "images": {k: gallery.png_base64(gallery.crop(a, spec, s), w, spec["size"])
+                               for k, (a, s, w) in images.items()}}
+
+
 #: The reference rows of a leaderboard: the scans themselves, segmented like every entry.
 REFERENCE_SCANS = {
     "hr": ("hr-scan", "the HR scan ({hr:g} µm) segmented like every entry"),
@@ -230,11 +241,17 @@ def reference_result(scan: str, split: str | Path | None = None, subset: str = "
         sentence += f"; against the HR scan {pct(agg['bio_err_vs_hr'])}"
     run = {"device": "cpu", "batch_size": None, "amp": False, "timeout_s": None, "n_clipped": 0,
            "determinism": {"checked": False, "identical": None}, "resumed": []}
+    g = root[f"{subset}/{names[0]}"]
+    images = {scan: (from_raw(np.asarray(g[f"{scan}/0"][...])), 1 if scan == "hr" else
+                     int(meta["scale"]), tuple(params.window))}
+    if scan == "hr" and "labels/truth" in g:  # the true geometry shown once, with HR
+        images["truth"] = (np.asarray(g["labels/truth/0"][...]) != 0, 1, None)
     res = {**_header(entry, split_path, report, root, meta, subset, params, "cpu", refs,
                      {"source": f"reference:{scan}", "source_sha256": None}),
            "status": "reference", "reason": None, "model": None, "run": run,
            "timings": {"total_s": time.perf_counter() - t0}, "specimens": rows,
-           "aggregates": agg, "summary": {"verdict": "reference", "sentence": sentence + "."}}
+           "aggregates": agg, "summary": {"verdict": "reference", "sentence": sentence + "."},
+           "gallery": _gallery(root, subset, names, params.window, images)}
     res = result.jsonable(res)
     result.validate(res)
     return res
@@ -474,8 +491,11 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     timings["slices"] = slices
     timings["slices_per_s_model"] = slices / timings["model_s"] if timings["model_s"] else None
     timings["overhead_s"] = timings["total_s"] - timings["model_s"]
+    first = sorted(names)[0]
+    sr_first = from_raw(np.asarray(store[f"{opts.subset}/{first}/sr/0"][...]))
     res = {**base, "status": "scored", "reason": None, "model": manifest, "run": run_info,
            "timings": timings, "specimens": rows, "aggregates": agg,
+           "gallery": _gallery(root, opts.subset, names, window, {"sr": (sr_first, 1, window)}),
            "summary": {"verdict": verdict,
                        "sentence": _sentence(manifest["name"] if manifest else entry, agg,
                                              verdict)}}
