@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .labels import PARAM_LABELS
 
 app = typer.Typer(
     name="bonesr-bench",
@@ -27,15 +28,7 @@ err = Console(stderr=True)
 
 DEFAULT_VOXEL_UM = 10.5
 
-UNITS = {
-    "bv_tv_pct": ("BV/TV", "%"), "tb_th_um": ("Tb.Th", "µm"), "tb_th_sd_um": ("Tb.Th SD", "µm"),
-    "tb_sp_um": ("Tb.Sp", "µm"), "tb_sp_sd_um": ("Tb.Sp SD", "µm"),
-    "tb_n_per_mm": ("Tb.N", "1/mm"), "conn_d_per_mm3": ("Conn.D", "1/mm³"),
-    "da_bonej": ("DA (BoneJ, 1 - λmin/λmax)", ""), "da_ratio": ("DA (ratio, CTAn/Scanco)", ""),
-    "smi": ("SMI", ""), "ct_th_um": ("Ct.Th", "µm"), "ct_po_pct": ("Ct.Po (total)", "%"),
-    "ct_po_closed_pct": ("Ct.Po (closed)", "%"), "ct_po_open_pct": ("Ct.Po (open)", "%"),
-    "po_n": ("Po.N", ""), "po_mean_volume_um3": ("mean pore volume", "µm³"),
-}
+UNITS = PARAM_LABELS
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

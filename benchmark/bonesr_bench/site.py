@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, result
-from .leaderboard import TABLE_ONE, markdown, table_one  # noqa: F401 - markdown re-exported
+from .labels import PARAM_LABELS
+from .leaderboard import table_one
+from .scoring import PARAM_KEYS
 
 __all__ = ["BuildReport", "build", "rank_intervals", "load_results"]
 
@@ -30,6 +32,9 @@ TEMPLATES = files("bonesr_bench") / "data" / "site"
 REFERENCE_LABELS = {"hr-scan": "HR scan", "lr-scan": "LR scan"}
 #: Per-specimen comparison figures shown at once (the others through the selector).
 SHOWN_PARAMS = ("bv_tv_pct", "tb_th_um", "conn_d_per_mm3")
+#: Every parameter of a result: (key, label, unit, digits shown).
+PARAMS = tuple((k, *PARAM_LABELS[k], 0 if k in ("po_n", "po_mean_volume_um3") else
+                1 if k.endswith("_um") else 2) for k in PARAM_KEYS)
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]
 
@@ -147,7 +152,7 @@ def _row(res: dict) -> dict:
     model = res.get("model") or {}
     timings = res.get("timings") or {}
     params = {}
-    for key, *_ in TABLE_ONE:
+    for key, *_ in PARAMS:
         p = agg["params"][key]
         params[key] = {"value": p["entry"]["mean"], "sd": p["entry"]["sd"],
                        "rel_err_vs_hr": (p.get("entry_rel_err_vs_hr") or {}).get("mean"),
@@ -308,7 +313,7 @@ def _entry_figures(res: dict) -> dict:
         "layout": {"barmode": "group", "yaxis": {"title": {"text": "biological error vs HR (%)"}},
                    "height": 340, "margin": {"t": 20}}}}
     rel = []
-    for key, label, _unit, _d in TABLE_ONE:
+    for key, label, _unit, _d in PARAMS:
         vals = [100 * row["rel_err_vs_hr"][key] for row in res["specimens"]
                 if row["rel_err_vs_hr"].get(key) is not None]
         if vals:
@@ -325,7 +330,7 @@ def _entry_figures(res: dict) -> dict:
                         "layout": {"yaxis": {"title": {"text": "PSNR (dB)"}}, "height": 300,
                                    "margin": {"t": 20}}}
     for key in ("bv_tv_pct", "tb_th_um", "conn_d_per_mm3", "ct_po_pct"):
-        label = next(lab for k, lab, _u, _d in TABLE_ONE if k == key)
+        label = next(lab for k, lab, _u, _d in PARAMS if k == key)
         figs[f"vs_{key}"] = _versus_hr_figure([res], key, label)
     return figs
 
@@ -384,7 +389,7 @@ def build(results_dir: str | Path = "leaderboard/results",
             vals = [r[key] for r in ent_rows if r[key] is not None]
             if vals:
                 best[key] = max(vals) if hi else min(vals)
-        for key, *_ in TABLE_ONE:
+        for key, *_ in PARAMS:
             errs = [abs(r["params"][key]["rel_err_vs_hr"]) for r in ent_rows
                     if r["params"][key]["rel_err_vs_hr"] is not None]
             if errs:
@@ -397,7 +402,7 @@ def build(results_dir: str | Path = "leaderboard/results",
         "box_ssim": _box_figure(entries, "ssim", "SSIM, per specimen"),
         "ranks": _rank_figure(bio_ranks, by_entry) if bio_ranks else None,
         "versus": {key: _versus_hr_figure(ordered[1:] if refs[:1] else ordered, key, label)
-                   for key, label, _u, _d in TABLE_ONE},
+                   for key, label, _u, _d in PARAMS},
     }
     gallery = []
     for label, res, image in (("HR scan", results.get("hr-scan"), "hr"),
@@ -425,7 +430,7 @@ def build(results_dir: str | Path = "leaderboard/results",
     (tmp / "assets" / "plotly.min.js").write_text(plotly.offline.get_plotlyjs())
     for asset in ("site.js", "site.css"):
         (tmp / "assets" / asset).write_text((TEMPLATES / asset).read_text())
-    common = {"provenance": provenance, "params": TABLE_ONE}
+    common = {"provenance": provenance, "params": PARAMS}
     (tmp / "index.html").write_text(env.get_template("index.html").render(
         rows=rows, best=best, figures=figures, shown=SHOWN_PARAMS, gallery=gallery,
         gspec=gspec, table=table, excluded=excluded, bio_ranks=bio_ranks, root=".",
