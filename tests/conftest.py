@@ -26,6 +26,17 @@ def roi_bone():
     return {name: read_roi(name) for name in BONEJ}
 
 
+def load_baseline(name: str):
+    """The submission file ``baselines/<name>.py`` imported as a module (as the harness does)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "baselines" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"baseline_{name}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def random_structure(shape, sigma, fraction, seed) -> np.ndarray:
     """Smooth random two-phase structure with the given bone fraction."""
     rng = np.random.default_rng(seed)

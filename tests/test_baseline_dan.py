@@ -4,7 +4,6 @@ tiny run of ``bonesr-bench train``."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import torch.nn.functional as F
 
 from bonesr_bench.models import SubmissionError
 from bonesr_bench.training import TrainOptions, load_weights, train
+
+from conftest import load_baseline
 
 SOURCE = Path(__file__).parents[1] / "baselines" / "dan.py"
 
@@ -50,10 +51,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def dan():
-    spec = importlib.util.spec_from_file_location("baseline_dan_under_test", SOURCE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_baseline("dan")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ project's trainer (tiny config, mini split) with its resume."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,15 +13,14 @@ import torch
 from bonesr_bench.models import SubmissionError
 from bonesr_bench.training import TrainOptions, load_weights, train
 
+from conftest import load_baseline
+
 FILE = Path(__file__).parents[1] / "baselines" / "pix2pix.py"
 
 
 @pytest.fixture(scope="module")
 def p2p():
-    spec = importlib.util.spec_from_file_location("baseline_pix2pix", FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_baseline("pix2pix")
 
 
 def n_params(module: torch.nn.Module) -> int:

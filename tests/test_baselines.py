@@ -5,7 +5,6 @@ CPU, has the declared scale and parameter count, and its weights are the ones re
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -21,6 +20,8 @@ from bonesr_bench.inference import run_model
 from bonesr_bench.models import SubmissionError, load_model, manifest
 from bonesr_bench.training import Recipe, TrainingError, TrainOptions, load_weights, train
 
+from conftest import load_baseline
+
 BASELINES = Path(__file__).parents[1] / "baselines"
 NAMES = ("bicubic", "fsrcnn", "rcan", "dan", "pix2pix")
 TRAINABLE = NAMES[1:]
@@ -30,11 +31,7 @@ PARAMETERS = {"fsrcnn": (12_000, 13_200), "rcan": (15.3e6, 15.5e6)}
 runner = CliRunner()
 
 
-def module(name: str):
-    spec = importlib.util.spec_from_file_location(f"baseline_{name}", BASELINES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+module = load_baseline
 
 
 def sha256(path: Path) -> str:

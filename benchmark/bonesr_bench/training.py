@@ -224,8 +224,16 @@ def _train_names(path) -> list[str]:
     return sorted(root["train"].group_keys())
 
 
-def _corner(rng: np.random.Generator, n: int, size: int) -> int:
-    return int(rng.integers(0, max(n - size, 0) + 1))
+def _draw(vols: list[Volume], rng: np.random.Generator, size: int, grid: str):
+    """A random specimen, slice and square corner of side ``size`` on its ``grid`` ("lr" or
+    "hr") plane, the side clamped to the plane: (volume, z, y, x, side)."""
+    v = vols[int(rng.integers(len(vols)))]
+    plane = getattr(v, grid)
+    s = min(size, plane.shape[1], plane.shape[2])
+    z = int(rng.integers(v.hr.shape[0]))
+    y = int(rng.integers(0, plane.shape[1] - s + 1))
+    x = int(rng.integers(0, plane.shape[2] - s + 1))
+    return v, z, y, x, s
 
 
 def sample_pairs(vols: list[Volume], rng: np.random.Generator, n: int, patch: int,
@@ -233,10 +241,7 @@ def sample_pairs(vols: list[Volume], rng: np.random.Generator, n: int, patch: in
     """``n`` random (LR patch, HR patch) pairs, (n, 1, p, p) and (n, 1, s*p, s*p)."""
     lrs, hrs = [], []
     for _ in range(n):
-        v = vols[int(rng.integers(len(vols)))]
-        p = min(patch, v.lr.shape[1], v.lr.shape[2])
-        z = int(rng.integers(v.hr.shape[0]))
-        y, x = _corner(rng, v.lr.shape[1], p), _corner(rng, v.lr.shape[2], p)
+        v, z, y, x, p = _draw(vols, rng, patch, "lr")
         lrs.append(v.lr[z, y:y + p, x:x + p])
         hrs.append(v.hr[z, scale * y:scale * (y + p), scale * x:scale * (x + p)])
     return torch.stack(lrs)[:, None], torch.stack(hrs)[:, None]
@@ -246,10 +251,7 @@ def sample_hr(vols: list[Volume], rng: np.random.Generator, n: int, size: int) -
     """``n`` random HR patches, (n, 1, size, size)."""
     out = []
     for _ in range(n):
-        v = vols[int(rng.integers(len(vols)))]
-        s = min(size, v.hr.shape[1], v.hr.shape[2])
-        z = int(rng.integers(v.hr.shape[0]))
-        y, x = _corner(rng, v.hr.shape[1], s), _corner(rng, v.hr.shape[2], s)
+        v, z, y, x, s = _draw(vols, rng, size, "hr")
         out.append(v.hr[z, y:y + s, x:x + s])
     return torch.stack(out)[:, None]
 
