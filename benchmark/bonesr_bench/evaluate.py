@@ -194,14 +194,19 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
 
 
 def _gallery(root, subset: str, names: list[str], window, images: dict) -> dict:
-    """The result's gallery crop: ``images`` maps a label to (array on the first specimen of
-    the split, HR voxels per voxel, window or None for a mask); see :mod:`gallery`."""
+    """The result's gallery crop (see :mod:`gallery`). ``images`` maps a label to (stored array
+    of the split's first specimen, HR voxels per voxel, intensity or mask); only the crop's slice
+    is read; intensity arrays are raw uint16 in the split's calibration."""
     from . import gallery
 
     spec = gallery.crop_spec(names, np.asarray(
         root[f"{subset}/{sorted(names)[0]}/labels/regions/0"][...]))
-    return {**spec, "images": {k: gallery.png_base64(gallery.crop(a, spec, s), w, spec["size"])
-                               for k, (a, s, w) in images.items()}}
+    out = {}
+    for label, (array, scale, intensity) in images.items():
+        c = gallery.crop(array, spec, scale)
+        out[label] = (gallery.png_base64(from_raw(c), window, spec["size"]) if intensity else
+                      gallery.png_base64(c != 0, None, spec["size"]))
+    return {**spec, "images": out}
 
 
 #: The reference rows of a leaderboard: the scans themselves, segmented like every entry.
@@ -242,10 +247,9 @@ def reference_result(scan: str, split: str | Path | None = None, subset: str = "
     run = {"device": "cpu", "batch_size": None, "amp": False, "timeout_s": None, "n_clipped": 0,
            "determinism": {"checked": False, "identical": None}, "resumed": []}
     g = root[f"{subset}/{names[0]}"]
-    images = {scan: (from_raw(np.asarray(g[f"{scan}/0"][...])), 1 if scan == "hr" else
-                     int(meta["scale"]), tuple(params.window))}
+    images = {scan: (g[f"{scan}/0"], 1 if scan == "hr" else int(meta["scale"]), True)}
     if scan == "hr" and "labels/truth" in g:  # the true geometry shown once, with HR
-        images["truth"] = (np.asarray(g["labels/truth/0"][...]) != 0, 1, None)
+        images["truth"] = (g["labels/truth/0"], 1, False)
     res = {**_header(entry, split_path, report, root, meta, subset, params, "cpu", refs,
                      {"source": f"reference:{scan}", "source_sha256": None}),
            "status": "reference", "reason": None, "model": None, "run": run,
@@ -491,11 +495,10 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     timings["slices"] = slices
     timings["slices_per_s_model"] = slices / timings["model_s"] if timings["model_s"] else None
     timings["overhead_s"] = timings["total_s"] - timings["model_s"]
-    first = sorted(names)[0]
-    sr_first = from_raw(np.asarray(store[f"{opts.subset}/{first}/sr/0"][...]))
+    sr_first = store[f"{opts.subset}/{sorted(names)[0]}/sr/0"]
     res = {**base, "status": "scored", "reason": None, "model": manifest, "run": run_info,
            "timings": timings, "specimens": rows, "aggregates": agg,
-           "gallery": _gallery(root, opts.subset, names, window, {"sr": (sr_first, 1, window)}),
+           "gallery": _gallery(root, opts.subset, names, window, {"sr": (sr_first, 1, True)}),
            "summary": {"verdict": verdict,
                        "sentence": _sentence(manifest["name"] if manifest else entry, agg,
                                              verdict)}}

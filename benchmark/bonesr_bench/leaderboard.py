@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import result
-from .evaluate import REFERENCE_SCANS, reference_result
+from .evaluate import REFERENCE_SCANS, _noop, reference_result
 
 __all__ = ["LeaderboardError", "RESULTS", "add", "write_references", "collect"]
 
@@ -72,8 +72,7 @@ def write_references(split: str | Path | None = None, results_dir: str | Path = 
     results_dir = Path(results_dir)
     out = []
     for scan in REFERENCE_SCANS:
-        res = (reference_result(scan, split, subset, progress) if progress
-               else reference_result(scan, split, subset))
+        res = reference_result(scan, split, subset, progress or _noop)
         _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1"))
         out.append(result.write_atomic(results_dir / f"{res['entry']}.json", res))
     return out
