@@ -54,7 +54,8 @@ def main(
 @app.command()
 def morphometry(
     volume: Annotated[Path, typer.Argument(
-        help="Volume to measure: .npy, .tif/.tiff stack, .nrrd, .nii/.nii.gz or a zarr array.",
+        help="Volume to measure: .npy, .tif/.tiff stack, .nrrd, .nii/.nii.gz, a zarr array, "
+        "a Scanco .isq or .aim (AIM needs itk-ioscanco), or a DICOM series (folder or .dcm).",
         show_default=False)],
     voxel_um: Annotated[float | None, typer.Option(
         "--voxel-um", help="Isotropic voxel size in µm. Default: the file's, else 10.5.",

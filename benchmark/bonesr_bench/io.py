@@ -1,4 +1,5 @@
-"""Read volumes for morphometry: .npy, TIFF stacks, NRRD, NIfTI and zarr arrays.
+"""Read volumes for morphometry: .npy, TIFF stacks, NRRD, NIfTI, zarr arrays, Scanco ISQ and AIM,
+and DICOM series.
 
 ``read_volume(path)`` returns the array in (z, y, x) order and the voxel size in µm when the file
 states one (None otherwise). Every failure is a :class:`VolumeReadError` whose message names the
@@ -14,7 +15,9 @@ import numpy as np
 
 __all__ = ["Volume", "VolumeReadError", "read_volume", "SUFFIXES"]
 
-SUFFIXES = (".npy", ".tif", ".tiff", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr")
+SUFFIXES = (".npy", ".tif", ".tiff", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr", ".isq",
+            ".aim", ".dcm", "a folder of .dcm files")
+ISQ_MAGIC = b"CTDATA-HEADER_V1"
 
 
 class VolumeReadError(ValueError):
@@ -119,8 +122,102 @@ def _read_zarr(path: Path):
     return np.asarray(arr[...]), voxel
 
 
+def _read_isq(path: Path):
+    """Scanco ISQ: a 512-byte header of little-endian int32 fields (magic, data type at 16, the
+    dimensions in pixels at 44, in µm at 56, the data offset in 512-byte blocks at 508), then
+    int16 voxels, x fastest (the layout ITK's ScancoImageIO reads)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(512)
+        if len(head) < 512 or head[:16] != ISQ_MAGIC:
+            raise VolumeReadError(f"{path}: not a Scanco ISQ file (no CTDATA-HEADER_V1 header)")
+        fields = np.frombuffer(head, dtype="<i4")
+        dtype, dims_p, dims_um = int(fields[4]), fields[11:14].astype(int), fields[14:17]
+        start = (int(fields[127]) + 1) * 512
+        if dtype != 3:
+            raise VolumeReadError(f"{path}: ISQ data type {dtype} is not supported (int16, type "
+                                  "3, is what Scanco scanners write)")
+        if (dims_p < 1).any():
+            raise VolumeReadError(f"{path}: ISQ header gives dimensions {tuple(dims_p)}")
+        n = int(np.prod(dims_p))
+        if size < start + 2 * n:
+            raise VolumeReadError(f"{path}: truncated: the header announces {n} voxels "
+                                  f"({2 * n} bytes from byte {start}), the file has "
+                                  f"{max(size - start, 0)}")
+        f.seek(start)
+        data = np.fromfile(f, dtype="<i2", count=n).reshape(dims_p[::-1])
+    voxel = float(dims_um[0]) / float(dims_p[0]) if dims_um[0] > 0 else None
+    return data, voxel
+
+
+def _read_aim(path: Path):
+    try:
+        import itk
+    except ImportError:
+        raise VolumeReadError(f"{path}: reading AIM files needs ITK's Scanco reader; install it "
+                              "with `pip install itk-ioscanco` (or convert the file to ISQ, "
+                              "TIFF or NIfTI)") from None
+    img = itk.imread(str(path))
+    spacing_mm = float(itk.spacing(img)[0])
+    return np.asarray(itk.array_from_image(img)), spacing_mm * 1000.0
+
+
+def _dicom_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise VolumeReadError(f"{path}: empty folder; give a folder of DICOM slices")
+        return files
+    return [path]
+
+
+def _read_dicom(path: Path):
+    """A DICOM series (a folder of slices, or one multi-frame file): slices ordered by their
+    position along the slice normal (else InstanceNumber); voxel size from PixelSpacing."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    slices = []
+    for f in _dicom_files(path):
+        try:
+            ds = pydicom.dcmread(str(f))
+        except InvalidDicomError:
+            if path.is_dir():
+                continue  # a stray file beside the series
+            raise VolumeReadError(f"{f}: not a DICOM file") from None
+        if "PixelData" not in ds:
+            continue
+        slices.append(ds)
+    if not slices:
+        raise VolumeReadError(f"{path}: no DICOM image found")
+
+    def position(ds):
+        if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+            o = np.asarray(ds.ImageOrientationPatient, dtype=float)
+            return float(np.dot(np.cross(o[:3], o[3:]), np.asarray(ds.ImagePositionPatient,
+                                                                    dtype=float)))
+        return float(getattr(ds, "InstanceNumber", 0))
+
+    slices.sort(key=position)
+    arrays = []
+    for ds in slices:
+        a = ds.pixel_array.astype(np.float32 if "RescaleSlope" in ds else ds.pixel_array.dtype)
+        if "RescaleSlope" in ds:
+            a = a * float(ds.RescaleSlope) + float(getattr(ds, "RescaleIntercept", 0.0))
+        arrays.append(a if a.ndim == 3 else a[None])
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) != 1:
+        raise VolumeReadError(f"{path}: DICOM slices of different sizes {sorted(shapes)}; give "
+                              "one series per folder")
+    data = np.concatenate(arrays)
+    spacing = getattr(slices[0], "PixelSpacing", None)
+    voxel = _to_um(float(spacing[0]), "mm") if spacing else None
+    return data, voxel
+
+
 _READERS = {".npy": _read_npy, ".tif": _read_tiff, ".tiff": _read_tiff, ".nrrd": _read_nrrd,
-            ".nhdr": _read_nrrd, ".nii": _read_nifti, ".nii.gz": _read_nifti, ".zarr": _read_zarr}
+            ".nhdr": _read_nrrd, ".nii": _read_nifti, ".nii.gz": _read_nifti, ".zarr": _read_zarr,
+            ".isq": _read_isq, ".aim": _read_aim, ".dcm": _read_dicom}
 
 
 def read_volume(path: str | Path) -> Volume:
@@ -132,6 +229,8 @@ def read_volume(path: str | Path) -> Volume:
     if p.is_dir() and suffix != ".zarr":
         if (p / ".zarray").exists() or (p / "zarr.json").exists() or (p / ".zgroup").exists():
             suffix = ".zarr"
+        elif any(q.suffix.lower() in (".dcm", "") for q in p.iterdir() if q.is_file()):
+            suffix = ".dcm"  # a DICOM series folder
     reader = _READERS.get(suffix)
     if reader is None:
         raise VolumeReadError(f"{p}: unsupported format {suffix or '(no suffix)'}; "
