@@ -332,14 +332,6 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
 
 
-def _pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device here; use --device cpu or auto")
-    return device
-
-
 def _spec(source: str):
     """(module, name, recipe, config, tiny config, network factory, task factory, weights)."""
     from .models import SubmissionError, _load_file, entry_name, is_file_source
@@ -455,7 +447,8 @@ def train(source: str, options: TrainOptions | None = None, progress: Progress =
           log: Callable[[str], None] = _noop) -> TrainOutcome:
     """Train the submission file ``source`` by its recipe; see the module docstring."""
     from .evaluate import EvaluationError, resolve_split
-    from .split import SplitError, verify
+    from .morphometry.torch_backend import resolve_device
+    from .split import SplitError, require_ok, verify
 
     o = options or TrainOptions()
     module, name, recipe, config, tiny_config, build, make_task, weights = _spec(source)
@@ -465,7 +458,10 @@ def train(source: str, options: TrainOptions | None = None, progress: Progress =
         if o.iterations < 1:
             raise TrainingError("--iterations must be at least 1")
         recipe = replace(recipe, iterations=o.iterations)
-    device = _pick_device(o.device)
+    try:
+        device = resolve_device(o.device).type  # the device rule evaluate uses
+    except (ValueError, RuntimeError) as exc:
+        raise TrainingError(str(exc)) from None
     run_dir = Path(o.run_dir or Path("runs") / "train" / (name + ("-tiny" if o.tiny else "")))
     if o.weights is not None:
         weights = Path(o.weights)
@@ -474,12 +470,9 @@ def train(source: str, options: TrainOptions | None = None, progress: Progress =
     weights = Path(weights)
     try:
         split_path, report = resolve_split(o.split, "train")
-        report = report or verify(split_path)
+        report = require_ok(report or verify(split_path))
     except (EvaluationError, SplitError) as exc:
         raise TrainingError(str(exc)) from exc
-    if not report.ok:
-        raise TrainingError(f"{split_path}: split fails verification; rebuild it with "
-                            f"`bonesr-bench data build --out {split_path}`")
 
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
