@@ -120,12 +120,12 @@ def test_committed_results_validate_and_share_one_split():
 
 
 def test_table_one_has_the_study_layout(mini_split, scored_bicubic, tmp_path):
-    from bonesr_bench.leaderboard import collect, markdown, table_one
+    from bonesr_bench.leaderboard import load_results, markdown, table_one
 
     results = tmp_path / "results"
     write_references(mini_split, results)
     add(scored_bicubic.path, results, allow_other_split=True)
-    rows = table_one(collect(results))
+    rows = table_one(load_results(results)[0])
     assert rows[0] == ["parameter", "HR", "bicubic", "LR", "truth"]
     assert [r[0] for r in rows[1:6]] == ["Tb.Th (µm)", "BV/TV (%)", "Tb.Sp (µm)", "DA (ratio)",
                                           "Conn.D (1/mm³)"]

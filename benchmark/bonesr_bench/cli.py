@@ -622,7 +622,7 @@ def leaderboard_validate(
 ):
     """Check every result file: valid against the schema, scored or a reference row, all on one
     split. Exit 1 listing the bad files (what CI runs before publishing)."""
-    from .site import load_results
+    from .leaderboard import load_results
 
     if not results_dir.is_dir():
         raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs")
@@ -642,9 +642,9 @@ def leaderboard_table(
     """Print the study's Table I for the committed results (Markdown): mean ± SD of every
     parameter for HR, each entry (by PSNR) and LR, the true geometry, PSNR/SSIM and the
     biological errors."""
-    from .leaderboard import collect, markdown, table_one
+    from .leaderboard import load_results, markdown, table_one
 
-    results = collect(results_dir)
+    results = load_results(results_dir)[0]
     if not results:
         raise fail(f"{results_dir}: no valid result files; add some with `bonesr-bench "
                    "leaderboard add runs/ENTRY/result.json`")

@@ -46,7 +46,7 @@ from .split import (
 )
 
 __all__ = ["EvaluationError", "EvaluateOptions", "Outcome", "evaluate", "reference_rows",
-           "reference_result", "REFERENCE_SCANS", "resolve_split"]
+           "reference_result", "reference_results", "REFERENCE_SCANS", "resolve_split"]
 
 #: Progress callback: (stage, done, total, info). Stages: build, references, model, score,
 #: determinism.
@@ -222,12 +222,26 @@ def reference_result(scan: str, split: str | Path | None = None, subset: str = "
     """A result (status ``reference``) for the HR or the LR scan itself: its parameters per
     specimen, its errors against HR and the true geometry, aggregated like an entry's; no
     PSNR/SSIM (there is no SR image). The leaderboard's HR and LR rows."""
-    if scan not in REFERENCE_SCANS:
-        raise EvaluationError(f"reference scan {scan!r}: use one of {', '.join(REFERENCE_SCANS)}")
+    return reference_results((scan,), split, subset, progress)[scan]
+
+
+def reference_results(scans=tuple(REFERENCE_SCANS), split: str | Path | None = None,
+                      subset: str = "test", progress: Progress = _noop) -> dict[str, dict]:
+    """{scan: :func:`reference_result`} for several scans, opening and verifying the split once."""
+    for scan in scans:
+        if scan not in REFERENCE_SCANS:
+            raise EvaluationError(f"reference scan {scan!r}: use one of "
+                                  f"{', '.join(REFERENCE_SCANS)}")
     t0 = time.perf_counter()
     split_path, report, root, meta, params = _open_scored_split(split, subset, progress)
     refs = reference_rows(split_path, root, meta, subset, params, progress=progress)
     names = sorted(root[subset].group_keys())
+    return {scan: _reference_result(scan, split_path, report, root, meta, params, subset, refs,
+                                    names, t0) for scan in scans}
+
+
+def _reference_result(scan: str, split_path, report, root, meta, params, subset, refs, names,
+                      t0) -> dict:
     blank = {"psnr_db": None, "ssim": None, "psnr_3d_db": None, "ssim_3d": None, "n_slices": 0}
     scores = [SpecimenScore(n, dict(blank), refs[n][scan], 0.0) for n in names]
     rows, agg = scoring.aggregate(scores, refs)

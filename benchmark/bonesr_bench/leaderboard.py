@@ -7,12 +7,13 @@ written by :func:`write_references`. The page is rendered from these files alone
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from . import result
-from .evaluate import REFERENCE_SCANS, _noop, reference_result
+from .evaluate import REFERENCE_SCANS, _noop, reference_results
 
-__all__ = ["LeaderboardError", "RESULTS", "add", "write_references", "collect"]
+__all__ = ["LeaderboardError", "RESULTS", "add", "write_references", "load_results"]
 
 RESULTS = Path("leaderboard") / "results"
 
@@ -21,15 +22,50 @@ class LeaderboardError(RuntimeError):
     """A result that cannot join the leaderboard: one line naming the problem and the fix."""
 
 
-def collect(results_dir: str | Path = RESULTS) -> dict[str, dict]:
-    """{file name: result} of the valid results in ``results_dir`` (invalid ones skipped)."""
-    out = {}
+def _expected_fingerprint(valid: dict[str, dict]) -> str | None:
+    """The leaderboard's split: the committed canonical fingerprint of the results' (most
+    common) split id, else the most common fingerprint."""
+    from .split import canonical
+
+    ids = Counter(r["split"].get("id") for r in valid.values())
+    top = ids.most_common(1)[0][0] if ids else None
+    table = canonical(top) if top else None
+    if table and table.get("fingerprint"):
+        return table["fingerprint"]
+    fps = Counter(r["split"]["fingerprint"] for r in valid.values())
+    return fps.most_common(1)[0][0] if fps else None
+
+
+def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[str, str]],
+                                                   str | None]:
+    """(results kept by entry name, [(file, why excluded)], the leaderboard's fingerprint)."""
+    valid, excluded = {}, []
     for f in sorted(Path(results_dir).glob("*.json")):
         try:
-            out[f.name] = result.read(f)
-        except (result.ResultSchemaError, OSError):
+            res = result.read(f)
+        except result.ResultSchemaError as exc:
+            excluded.append((f.name, f"not a valid result (schema v{result.SCHEMA_VERSION}): "
+                                     f"{str(exc).split(': ', 1)[-1][:200]}"))
             continue
-    return out
+        except (OSError, UnicodeDecodeError) as exc:
+            excluded.append((f.name, f"unreadable: {exc}"))
+            continue
+        if res["status"] == "failed":
+            excluded.append((f.name, f"a failed run: {res['reason']}"))
+            continue
+        valid[f.name] = res
+    fp = _expected_fingerprint(valid)
+    kept: dict[str, dict] = {}
+    for name, res in valid.items():
+        if fp is not None and res["split"]["fingerprint"] != fp:
+            excluded.append((name, f"scored on another split (fingerprint "
+                                   f"{res['split']['fingerprint'][:12]}, the leaderboard's is "
+                                   f"{fp[:12]}): outdated or not comparable; rescore it"))
+        elif res["entry"] in kept:
+            excluded.append((name, f"a second result for entry {res['entry']!r}"))
+        else:
+            kept[res["entry"]] = res
+    return kept, sorted(excluded), fp
 
 
 def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: bool) -> None:
@@ -37,11 +73,11 @@ def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: b
         raise LeaderboardError(f"{source}: scored on a split that is not the canonical "
                                f"{res['split'].get('id')} split; evaluate on the canonical split "
                                "(`--split v1`) or pass --allow-other-split")
-    fps = {r["split"]["fingerprint"] for r in collect(results_dir).values()}
-    if fps and res["split"]["fingerprint"] not in fps and not allow_other_split:
+    fp = load_results(results_dir)[2]
+    if fp and res["split"]["fingerprint"] != fp and not allow_other_split:
         raise LeaderboardError(f"{source}: split fingerprint {res['split']['fingerprint'][:16]} "
-                               f"differs from the leaderboard's ({', '.join(f[:16] for f in fps)})"
-                               "; rescore it on the leaderboard's split")
+                               f"differs from the leaderboard's ({fp[:16]}); rescore it on the "
+                               "leaderboard's split")
 
 
 def add(path: str | Path, results_dir: str | Path = RESULTS, *,
@@ -71,8 +107,8 @@ def write_references(split: str | Path | None = None, results_dir: str | Path = 
     """Write the HR and LR reference rows (``hr-scan.json``, ``lr-scan.json``)."""
     results_dir = Path(results_dir)
     out = []
-    for scan in REFERENCE_SCANS:
-        res = reference_result(scan, split, subset, progress or _noop)
+    for scan, res in reference_results(tuple(REFERENCE_SCANS), split, subset,
+                                       progress or _noop).items():
         _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1"))
         out.append(result.write_atomic(results_dir / f"{res['entry']}.json", res))
     return out

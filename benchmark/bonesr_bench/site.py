@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -23,10 +22,10 @@ import numpy as np
 
 from . import __version__, result
 from .labels import PARAM_LABELS
-from .leaderboard import table_one
+from .leaderboard import load_results, table_one
 from .scoring import PARAM_KEYS
 
-__all__ = ["BuildReport", "build", "rank_intervals", "load_results"]
+__all__ = ["BuildReport", "build", "rank_intervals"]
 
 TEMPLATES = files("bonesr_bench") / "data" / "site"
 REFERENCE_LABELS = {"hr-scan": "HR scan", "lr-scan": "LR scan"}
@@ -46,51 +45,6 @@ class BuildReport:
     references: list[str] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     fingerprint: str | None = None
-
-
-def _expected_fingerprint(valid: dict[str, dict]) -> str | None:
-    """The leaderboard's split: the committed canonical fingerprint of the results' (most
-    common) split id, else the most common fingerprint."""
-    from .split import canonical
-
-    ids = Counter(r["split"].get("id") for r in valid.values())
-    table = canonical(ids.most_common(1)[0][0]) if ids and ids.most_common(1)[0][0] else None
-    if table and table.get("fingerprint"):
-        return table["fingerprint"]
-    fps = Counter(r["split"]["fingerprint"] for r in valid.values())
-    return fps.most_common(1)[0][0] if fps else None
-
-
-def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[str, str]],
-                                                   str | None]:
-    """(results kept by entry name, [(file, why excluded)], the leaderboard's fingerprint)."""
-    valid, excluded = {}, []
-    for f in sorted(Path(results_dir).glob("*.json")):
-        try:
-            res = result.read(f)
-        except result.ResultSchemaError as exc:
-            excluded.append((f.name, f"not a valid result (schema v{result.SCHEMA_VERSION}): "
-                                     f"{str(exc).split(': ', 1)[-1][:200]}"))
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            excluded.append((f.name, f"unreadable: {exc}"))
-            continue
-        if res["status"] == "failed":
-            excluded.append((f.name, f"a failed run: {res['reason']}"))
-            continue
-        valid[f.name] = res
-    fp = _expected_fingerprint(valid)
-    kept: dict[str, dict] = {}
-    for name, res in valid.items():
-        if fp is not None and res["split"]["fingerprint"] != fp:
-            excluded.append((name, f"scored on another split (fingerprint "
-                                   f"{res['split']['fingerprint'][:12]}, the leaderboard's is "
-                                   f"{fp[:12]}): outdated or not comparable; rescore it"))
-        elif res["entry"] in kept:
-            excluded.append((name, f"a second result for entry {res['entry']!r}"))
-        else:
-            kept[res["entry"]] = res
-    return kept, sorted(excluded), fp
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,15 +294,12 @@ def _entry_figures(res: dict) -> dict:
 
 
 def _provenance(results: dict[str, dict], fp: str | None) -> dict:
-    any_res = next(iter(results.values()), None)
+    any_res = next(iter(results.values()), {})  # all kept results share one split
+    split, conventions = any_res.get("split", {}), any_res.get("conventions", {})
     return {
-        "split": (any_res or {}).get("split", {}).get("id"),
-        "split_version": (any_res or {}).get("split", {}).get("version"),
-        "fingerprint": fp,
-        "metrics": (any_res or {}).get("conventions", {}).get("metrics", {}).get("version")
-        if any_res else None,
-        "morphometry": (any_res or {}).get("conventions", {}).get("morphometry", {})
-        .get("version") if any_res else None,
+        "split": split.get("id"), "split_version": split.get("version"), "fingerprint": fp,
+        "metrics": conventions.get("metrics", {}).get("version"),
+        "morphometry": conventions.get("morphometry", {}).get("version"),
         "package": __version__, "commit": result.git_commit(),
         "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
