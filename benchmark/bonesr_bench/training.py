@@ -14,8 +14,9 @@ A trainable submission file declares, beside ``load(device)``:
     a :class:`Task` for anything but plain supervised training (GAN, kernel estimation, ...).
 
 Data are built as the harness presents them at evaluation: the split's fixed intensity window
-mapped to [0, 1], each LR volume interpolated linearly along z to the HR slice positions (DESIGN
-§2), random in-plane LR patches paired with their ``scale``-times larger HR patches. Only the
+(read from the split, as evaluate does) mapped to [0, 1], each LR volume interpolated linearly
+along z to the HR slice positions (DESIGN §2), random in-plane LR patches paired with their
+``scale``-times larger HR patches. Only the
 train subset is read; its last ``recipe.n_validation`` specimens are held out for validation, the
 test subset is never opened. A recipe with ``data="hr"`` sees HR patches only and makes its own
 LR from them (``Task.degrade``), as blind methods are trained.
@@ -194,15 +195,15 @@ def load_volumes(path: str | Path, *, hr_only: bool = False, scale: int = 2,
     """The train subset of the split at ``path`` as :class:`Volume` s (the test subset is never
     read)."""
     from .segmentation import normalise
-    from .split import SEGMENTATION, iter_specimens
+    from .split import iter_specimens
 
-    root_names = _train_names(path)
+    root_names, window = _train_split(path)
     out = []
     for i, sp in enumerate(iter_specimens(path, "train")):
-        hr = torch.from_numpy(normalise(sp.hr, SEGMENTATION.window))
+        hr = torch.from_numpy(normalise(sp.hr, window))
         lr = None
         if not hr_only:
-            lr = torch.from_numpy(normalise(sp.lr, SEGMENTATION.window))
+            lr = torch.from_numpy(normalise(sp.lr, window))
             lr = F.interpolate(lr[None, None], size=(hr.shape[0], *lr.shape[1:]),
                                mode="trilinear", align_corners=False)[0, 0]
             if tuple(lr.shape[1:]) != (hr.shape[1] // scale, hr.shape[2] // scale):
@@ -214,14 +215,17 @@ def load_volumes(path: str | Path, *, hr_only: bool = False, scale: int = 2,
     return out
 
 
-def _train_names(path) -> list[str]:
+def _train_split(path) -> tuple[list[str], tuple[float, float]]:
+    """(train specimen names, the split's intensity window in 1/cm: what evaluate maps to
+    [0, 1])."""
     import zarr
 
     root = zarr.open_group(str(path), mode="r")
     if "train" not in root:
         raise TrainingError(f"{path}: the split has no train subset; build it with "
                             f"`bonesr-bench data build --part train --out {path}`")
-    return sorted(root["train"].group_keys())
+    window = tuple(root.attrs["bonesr"]["segmentation"]["window"])
+    return sorted(root["train"].group_keys()), window
 
 
 def _draw(vols: list[Volume], rng: np.random.Generator, size: int, grid: str):
