@@ -51,3 +51,12 @@ def test_block_mean_and_ncc():
     a = np.arange(4 * 4 * 4, dtype=float).reshape(4, 4, 4)
     assert block_mean(a, 2)[0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5, 16, 17, 20, 21]))
     assert ncc(a, 3 * a + 1) == pytest.approx(1.0) and ncc(a, -a) == pytest.approx(-1.0)
+
+
+def test_the_share_of_the_grid_inside_the_lr_field_of_view(pair):
+    hr, lr = pair
+    part = register(hr, lr[:, :, :36], 10.5, 21.0, fill=-1.0)  # the LR scan saw x < 72 only
+    assert 0.8 < part.coverage < 0.9 and part.ncc > 0.9  # NCC over the part it saw
+    assert not part.inside[:, :, 37:].any() and (part.lr_on_grid[:, :, 37:] == -1.0).all()
+    inner = register(hr[8:56, 10:70, 10:70], lr, 10.5, 21.0)  # HR inside a larger LR view
+    assert inner.coverage == 1.0 and inner.ncc > 0.9

@@ -180,11 +180,45 @@ def data_build(
         "--donor", help="bonebox: an out-of-distribution, trabecular-only test split made from "
         "the real human trabecular ROIs shipped with the package, through the same scanner.",
         show_default=False)] = None,
+    from_scans: Annotated[Path | None, typer.Option(
+        "--from-scans", help="Build a split from your own scans instead: a CSV with one row per "
+        "specimen, `hr,lr,split` (HR scan, LR scan, train or test) and optional `name`, "
+        "`regions`, `hr_voxel_um`, `lr_voxel_um` columns. Needs --out.",
+        show_default=False, rich_help_panel="Splits from real scans")] = None,
+    split_id: Annotated[str | None, typer.Option(
+        "--id", help="The split's id in results (default: scans-<name of --out>).",
+        show_default=False, rich_help_panel="Splits from real scans")] = None,
+    scale: Annotated[int, typer.Option(
+        "--scale", help="SR factor: the LR scan is resampled onto the exact grid of this many "
+        "HR voxels per LR voxel.", rich_help_panel="Splits from real scans")] = 2,
+    trabecula_um: Annotated[float, typer.Option(
+        "--trabecula-um", help="Automatic regions: half the thickness (µm) of the thickest "
+        "trabecula; the cortex must be thicker than twice this.",
+        rich_help_panel="Splits from real scans")] = 50.0,
+    pore_um: Annotated[float, typer.Option(
+        "--pore-um", help="Automatic regions: radius (µm) of the largest cortical pore.",
+        rich_help_panel="Splits from real scans")] = 20.0,
 ):
-    """Build the synthetic split (specimens, simulated HR and LR scans, true geometry).
+    """Build the synthetic split (specimens, simulated HR and LR scans, true geometry), or a split
+    from your own HR/LR scans (--from-scans).
 
     Re-running resumes an interrupted build and repairs altered specimens; complete ones are kept.
+
+    \b
+    Examples:
+      bonesr-bench data build                      # the v1 split, in the per-user cache
+      bonesr-bench data build --split mini --out mini.zarr
+      bonesr-bench data build --from-scans scans.csv --out my_split.zarr
+      bonesr-bench evaluate baselines/fsrcnn.py --split my_split.zarr
     """
+    if from_scans is not None:
+        if split != "all" or donor is not None:
+            raise fail("--from-scans builds a split from your table; leave out --split and "
+                       "--donor")
+        if out is None:
+            raise fail("--from-scans needs --out: where to write the split, e.g. "
+                       "--out my_split.zarr")
+        return _build_from_scans(from_scans, out, split_id, scale, trabecula_um, pore_um)
     from rich.progress import (
         BarColumn,
         Progress,
@@ -217,6 +251,53 @@ def data_build(
         fp = build(path, config, part=part, device=dev,
                    progress=lambda name, done, total: bar.update(task, completed=done))
     err.print(f"built {path}  fingerprint {fp[:16]}")
+
+
+def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, pore_um):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .scans import MaskOptions, ScansError, build_from_scans
+
+    if not (trabecula_um > 0 and pore_um >= 0):
+        raise fail("--trabecula-um must be positive and --pore-um at least 0 (micrometres)")
+    stages = {"survey": "reading scans", "register": "registering LR to HR",
+              "masks": "finding regions", "write": "writing", "specimens": "specimens"}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        tasks = {}
+
+        def progress(stage, done, total, info=""):
+            key = "survey" if stage == "survey" else "specimens"
+            if key not in tasks:
+                tasks[key] = bar.add_task(stages[key], total=total, info="")
+            bar.update(tasks[key], completed=done, total=total,
+                       info=f"{stages[stage]} {info}" if key == "specimens" else info)
+
+        try:
+            report = build_from_scans(table, out, scale=scale, split_id=split_id,
+                                      masks=MaskOptions(pore_um=pore_um,
+                                                        trabecula_um=trabecula_um),
+                                      progress=progress)
+        except ScansError as exc:
+            raise fail(str(exc)) from None
+    for note in report.warnings:
+        err.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+    table_out = Table(title=f"{report.split_id}: {report.n_specimens} specimens",
+                      title_justify="left")
+    for col in ("specimen", "NCC", "regions in LR view", "registration"):
+        table_out.add_column(col, justify="left" if col == "specimen" else "right")
+    for name, r in report.registration.items():
+        table_out.add_row(name, f"{r['ncc']:.3f}", f"{100 * r['coverage']:.1f} %",
+                          "[red]poor[/]" if r["poor"] else "ok")
+    Console(stderr=True).print(table_out)
+    kept = f"; {len(report.kept)} unchanged specimen(s) kept" if report.kept else ""
+    removed = f"; removed {', '.join(report.removed)}" if report.removed else ""
+    err.print(f"built {out}  fingerprint {report.fingerprint[:16]}{kept}{removed}",
+              highlight=False, soft_wrap=True)
+    err.print(f"score a model on it: bonesr-bench evaluate <model.py> --split {out}",
+              highlight=False, soft_wrap=True)
 
 
 @data_app.command("verify")
@@ -254,21 +335,25 @@ def data_verify(
     if not problems:
         problems.append("the recorded fingerprint does not match the arrays")
     raise fail(f"{path}: " + "; ".join(problems)
-               + f"; run `bonesr-bench data build --out {path}` to repair it")
+               + f"; run `{report.repair}` to repair it")
 
 
 @data_app.command("info")
 def data_info(
     path: SplitPath = None,
 ):
-    """A table of the specimens with their true morphometry."""
+    """A table of the specimens with their true morphometry (splits from scans: registration
+    quality and regions)."""
     import zarr
+
+    from .split import repair_hint
 
     path = _default_split(path)
     if not path.exists():
         raise fail(f"{path}: no split here; build it with `bonesr-bench data build`")
     root = zarr.open_group(str(path), mode="r")
     meta = dict(root.attrs.get("bonesr", {}))
+    repair = repair_hint(path, meta)
     keys = ["bv_tv_pct", "tb_th_um", "tb_sp_um", "conn_d_per_mm3", "da_ratio", "ct_th_um",
             "ct_po_pct"]
     table = Table(title=f"{meta.get('split', path.name)} v{meta.get('version', '?')}  "
@@ -278,6 +363,11 @@ def data_info(
     for k in keys:
         label, unit = UNITS[k]
         table.add_column(f"{label}\n{unit}".strip(), justify="right")
+    from_scans = meta.get("source") == "scans"
+    if from_scans:  # no truth: the registration and regions of each specimen instead
+        table.columns = table.columns[:2]
+        for col in ("HR voxels", "NCC", "regions in LR view", "regions", "HR scan"):
+            table.add_column(col, justify="left" if col in ("regions", "HR scan") else "right")
     incomplete = []
     for subset in ("train", "test"):
         if subset not in root:
@@ -287,13 +377,20 @@ def data_info(
             if not attrs.get("complete", False):
                 incomplete.append(f"{subset}/{name}")
                 continue
+            if from_scans:
+                r = attrs["registration"]
+                table.add_row(subset, name, "×".join(map(str, root[f"{subset}/{name}/hr/0"].shape)),
+                              f"{r['ncc']:.3f}" + (" [red]poor[/]" if r["poor"] else ""),
+                              f"{100 * r['coverage']:.1f} %", attrs["masks"]["method"].split()[0],
+                              Path(attrs["source"]["hr"]).name)
+                continue
             m = attrs.get("truth_morphometry", {})
             table.add_row(subset, name,
                           *[("-" if m.get(k) is None else f"{m[k]:.3g}") for k in keys])
     Console().print(table)
     if incomplete:
-        Console().print(f"[yellow]incomplete:[/] {', '.join(incomplete)} (run `bonesr-bench data "
-                        f"build --out {path}` to finish them)", soft_wrap=True)
+        Console().print(f"[yellow]incomplete:[/] {', '.join(incomplete)} (run `{repair}` to "
+                        "finish them)", soft_wrap=True)
 
 
 EVAL_KEYS = ("bv_tv_pct", "tb_th_um", "tb_sp_um", "tb_n_per_mm", "da_ratio", "conn_d_per_mm3",

@@ -36,6 +36,7 @@ from .split import (
     SplitError,
     VerifyReport,
     array_sha256,
+    calibration,
     default_path,
     ensure_report,
     from_raw,
@@ -127,13 +128,14 @@ def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
     s = int(meta["scale"])
     hr_um, lr_um = float(meta["hr_voxel_um"]), float(meta["lr_voxel_um"])
     names = sorted(root[subset].group_keys())
+    cal = calibration(meta)
     rows = {}
     for i, name in enumerate(names):
         progress("references", i, len(names), name)
         g = root[f"{subset}/{name}"]
         regions = np.asarray(g["labels/regions/0"][...])
-        hr = from_raw(np.asarray(g["hr/0"][...]))
-        lr = from_raw(np.asarray(g["lr/0"][...]))
+        hr = from_raw(np.asarray(g["hr/0"][...]), cal)
+        lr = from_raw(np.asarray(g["lr/0"][...]), cal)
         row = {"hr": scoring.measure(hr, hr_um, regions, params, device=device),
                "lr": scoring.measure(lr, lr_um, regions[::s, ::s, ::s], params, device=device),
                "truth": None}
@@ -184,7 +186,8 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
                   "comparable": report.comparable,
                   "n_specimens": len(list(root[subset].group_keys()))},
         "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
-                        "segmentation": {**params.as_dict(), "window_unit": "1/cm"},
+                        "segmentation": {**params.as_dict(),
+                                         "window_unit": calibration(meta)["unit"]},
                         "errors": {**scoring.ERROR_CONVENTIONS,
                                    "bio_keys": list(scoring.BIO_KEYS)}},
         "submission": submission,
@@ -199,12 +202,13 @@ def _gallery(root, subset: str, names: list[str], window, images: dict) -> dict:
     is read; intensity arrays are raw uint16 in the split's calibration."""
     from . import gallery
 
+    cal = calibration(dict(root.attrs.get("bonesr", {})))
     spec = gallery.crop_spec(names, np.asarray(
         root[f"{subset}/{sorted(names)[0]}/labels/regions/0"][...]))
     out = {}
     for label, (array, scale, intensity) in images.items():
         c = gallery.crop(array, spec, scale)
-        out[label] = (gallery.png_base64(from_raw(c), window, spec["size"]) if intensity else
+        out[label] = (gallery.png_base64(from_raw(c, cal), window, spec["size"]) if intensity else
                       gallery.png_base64(c != 0, None, spec["size"]))
     return {**spec, "images": out}
 
@@ -361,6 +365,7 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     split_path, report, root, meta, params = _open_scored_split(opts.split, opts.subset,
                                                                  progress)
     window = tuple(params.window)
+    cal = calibration(meta)
     scale = int(meta["scale"])
     hr_um = float(meta["hr_voxel_um"])
     names = sorted(root[opts.subset].group_keys())
@@ -408,7 +413,8 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
 
     def hr_and_regions(name):
         g = root[f"{opts.subset}/{name}"]
-        return from_raw(np.asarray(g["hr/0"][...])), np.asarray(g["labels/regions/0"][...])
+        return (from_raw(np.asarray(g["hr/0"][...]), cal),
+                np.asarray(g["labels/regions/0"][...]))
 
     def score(name: str, sr_mu: np.ndarray) -> SpecimenScore:
         hr, regions = hr_and_regions(name)
@@ -418,7 +424,7 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     lo, hi = window
 
     def to_store(sr01):  # [0, 1] model output -> uint16 raw in the split's calibration
-        return to_raw(lo + sr01.astype(np.float32) * (hi - lo))
+        return to_raw(lo + sr01.astype(np.float32) * (hi - lo), cal)
 
     done = [n for n in names if not opts.force and f"{opts.subset}/{n}" in store
             and store[f"{opts.subset}/{n}"].attrs.get("complete")]
@@ -428,7 +434,8 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
 
     def worker(which: list[str], stage: str, log: str) -> tuple[IsolatedRun, dict, int]:
         """(worker over the LR of ``which``, SR slices before each specimen, total slices)."""
-        lrs = [normalise(from_raw(np.asarray(root[f"{opts.subset}/{n}/lr/0"][...])), window)
+        lrs = [normalise(from_raw(np.asarray(root[f"{opts.subset}/{n}/lr/0"][...]), cal),
+                         window)
                for n in which]
         total = sum(n_slices[n] for n in which)
         before = {n: sum(n_slices[m] for m in which[:i]) for i, n in enumerate(which)}
@@ -457,7 +464,7 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
                     g = store.require_group(f"{opts.subset}/{name}")
                     g.attrs["complete"] = False
                     sha = write_image(g, "sr", raw, hr_um)
-                    s = score(name, from_raw(raw))
+                    s = score(name, from_raw(raw, cal))
                     scores[name] = s
                     g.attrs.update({"sha256": sha, "stats": out.stats.as_dict(),
                                     "score": result.jsonable({**s.as_dict(),
@@ -473,7 +480,7 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
             g = store[f"{opts.subset}/{name}"]
             s = _score_from_store(g, skey)
             if s is None:  # scored under other conventions: score the stored volume again
-                s = score(name, from_raw(np.asarray(g["sr/0"][...])))
+                s = score(name, from_raw(np.asarray(g["sr/0"][...]), cal))
                 g.attrs["score"] = result.jsonable({**s.as_dict(), "scoring_key": skey})
             scores[name] = s
             progress("score", len(scores), len(names), name)

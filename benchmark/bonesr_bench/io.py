@@ -92,7 +92,8 @@ def _read_nifti(path: Path):
     if data.ndim != 3:
         raise VolumeReadError(f"{path}: NIfTI volume has {data.ndim} dimensions, expected 3")
     zooms = img.header.get_zooms()[:3]
-    unit = img.header.get_xyzt_units()[0] or "mm"
+    unit = img.header.get_xyzt_units()[0]
+    unit = "mm" if unit in (None, "", "unknown") else unit  # NIfTI tools' default unit
     data = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))  # NIfTI (x, y, z) -> (z, y, x)
     return data, _to_um(float(zooms[0]), unit)
 

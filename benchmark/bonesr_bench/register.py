@@ -5,7 +5,8 @@ scan (ANTs, mutual information, multi-resolution), then resamples the LR scan on
 ``scale``-times coarser grid of the HR scan: voxel ``scale * hr_um``, LR voxel (i, j, k) covering
 HR voxels ``scale*i ... scale*i + scale - 1`` along each axis (its centre half an LR voxel inside
 the HR grid's corner, minus half an HR voxel). The quality figure is the normalised
-cross-correlation between the registered LR and the HR scan block-averaged to that grid; below
+cross-correlation between the registered LR and the HR scan block-averaged to that grid, over the
+grid voxels inside the LR scan's field of view (their share is ``coverage``); below
 :data:`POOR_NCC` the registration is flagged as poor.
 """
 
@@ -19,6 +20,8 @@ import numpy as np
 __all__ = ["Registration", "register", "block_mean", "ncc", "POOR_NCC", "RegistrationWarning"]
 
 POOR_NCC = 0.8
+#: the coarsest level of the registration pyramid keeps at least this many voxels per axis
+MIN_LEVEL_VOXELS = 16
 
 
 class RegistrationWarning(UserWarning):
@@ -28,9 +31,15 @@ class RegistrationWarning(UserWarning):
 @dataclass
 class Registration:
     lr_on_grid: np.ndarray  # (z, y, x) LR scan on the exact x``scale`` grid of the HR scan
-    ncc: float  # normalised cross-correlation with the block-averaged HR scan
+    ncc: float  # normalised cross-correlation with the block-averaged HR scan, in the LR's view
     matrix: list[list[float]]  # the affine (ANTs parameters, physical µm space), for the record
     poor: bool
+    inside: np.ndarray | None = None  # bool, on the grid: inside the LR scan's field of view
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of the x``scale`` grid inside the LR scan's field of view."""
+        return 1.0 if self.inside is None else float(self.inside.mean())
 
 
 def block_mean(volume: np.ndarray, scale: int) -> np.ndarray:
@@ -50,8 +59,10 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scale: int = 2,
-             seed: int = 0) -> Registration:
-    """Affine registration of ``lr`` onto ``hr`` and resampling onto the x``scale`` grid."""
+             seed: int = 0, fill: float = 0.0) -> Registration:
+    """Affine registration of ``lr`` onto ``hr`` and resampling onto the x``scale`` grid;
+    ``fill``: the value given to grid voxels outside the LR scan's field of view (their fraction
+    is reported as ``1 - coverage``)."""
     import ants
 
     hr = np.asarray(hr, dtype=np.float32)
@@ -59,19 +70,32 @@ def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scal
     # numpy (z, y, x) arrays go to ANTs as they are: axis k has spacing hr_um / lr_um, origin 0
     fixed = ants.from_numpy(hr, spacing=(hr_um,) * 3)
     moving = ants.from_numpy(lr, spacing=(lr_um,) * 3)
+    # ANTs' default pyramid (shrink 6, 4, 2, 1), less the levels that leave fewer than
+    # MIN_LEVEL_VOXELS HR voxels along the shortest axis (thin stacks register badly there)
+    levels = [(f, s, n) for f, s, n in ((6, 3, 2100), (4, 2, 1200), (2, 1, 1200), (1, 0, 10))
+              if f == 1 or min(hr.shape) / f >= MIN_LEVEL_VOXELS]
+    if len(levels) == 1:
+        levels = [(1, 0, 1200)]
+    shrink, sigmas, iterations = (tuple(x) for x in zip(*levels, strict=True))
     reg = ants.registration(fixed, moving, type_of_transform="Affine", aff_metric="mattes",
-                            aff_sampling=32, random_seed=seed, verbose=False)
+                            aff_sampling=32, aff_shrink_factors=shrink,
+                            aff_smoothing_sigmas=sigmas, aff_iterations=iterations,
+                            random_seed=seed, verbose=False)
     grid = tuple(n // scale for n in hr.shape)
     half = 0.5 * (scale - 1) * hr_um  # centre of LR voxel 0 in HR physical space
     target = ants.from_numpy(np.zeros(grid, dtype=np.float32), origin=(half,) * 3,
                              spacing=(scale * hr_um,) * 3)
-    out = ants.apply_transforms(target, moving, reg["fwdtransforms"], interpolator="linear")
+    out = ants.apply_transforms(target, moving, reg["fwdtransforms"], interpolator="linear",
+                                defaultvalue=fill)
     lr_grid = out.numpy().astype(np.float32)
+    inside = ants.apply_transforms(target, moving.new_image_like(np.ones(lr.shape, np.float32)),
+                                   reg["fwdtransforms"], interpolator="linear", defaultvalue=0)
+    inside = inside.numpy() > 0.5
     tx = ants.read_transform(reg["fwdtransforms"][0])
-    q = ncc(lr_grid, block_mean(hr, scale))
+    q = ncc(lr_grid[inside], block_mean(hr, scale)[inside]) if inside.any() else 0.0
     poor = q < POOR_NCC
     if poor:
         warnings.warn(f"LR-to-HR registration is poor (NCC {q:.2f} < {POOR_NCC}); check that "
                       "the two scans show the same region", RegistrationWarning, stacklevel=2)
     return Registration(lr_grid, q, np.asarray(tx.parameters, dtype=float).reshape(4, 3)
-                        .tolist(), poor)
+                        .tolist(), poor, inside)

@@ -108,14 +108,23 @@ def fingerprint(table: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
-def to_raw(mu_cm: np.ndarray) -> np.ndarray:
-    raw = np.rint((mu_cm - CALIBRATION["offset"]) / CALIBRATION["slope"])
+def to_raw(mu_cm: np.ndarray, calibration: dict | None = None) -> np.ndarray:
+    """Intensities to the stored uint16 ``raw`` (``calibration``: the split's
+    ``intensity_calibration``; default the synthetic splits' :data:`CALIBRATION`)."""
+    cal = calibration or CALIBRATION
+    raw = np.rint((mu_cm - cal["offset"]) / cal["slope"])
     return np.clip(raw, 0, 65535).astype(np.uint16)
 
 
-def from_raw(raw: np.ndarray) -> np.ndarray:
-    return (CALIBRATION["offset"] + CALIBRATION["slope"] * raw.astype(np.float32)).astype(
-        np.float32)
+def from_raw(raw: np.ndarray, calibration: dict | None = None) -> np.ndarray:
+    """Stored uint16 ``raw`` to intensities (float32): ``offset + slope * raw``."""
+    cal = calibration or CALIBRATION
+    return (cal["offset"] + cal["slope"] * raw.astype(np.float32)).astype(np.float32)
+
+
+def calibration(meta: dict) -> dict:
+    """The intensity calibration recorded in a split's metadata (``attrs["bonesr"]``)."""
+    return dict(meta.get("intensity_calibration") or CALIBRATION)
 
 
 def ome_attrs(name: str, voxel_um: float) -> dict:
@@ -156,7 +165,7 @@ class Specimen:
 
     subset: str
     name: str
-    hr: np.ndarray  # 1/cm, float32
+    hr: np.ndarray  # float32, in the split's intensity unit (1/cm for the synthetic splits)
     lr: np.ndarray
     regions: np.ndarray
     truth: np.ndarray | None
@@ -220,6 +229,10 @@ def build(path: str | Path, config: SplitConfig = SPLITS["v1"], *, part: str = "
 
     path = Path(path)
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    if is_from_scans(dict(root.attrs.get("bonesr", {}))):
+        raise SplitError(f"{path} was built from scans; resume or repair it with "
+                         f"`{repair_hint(path, dict(root.attrs['bonesr']))}`, not as a synthetic "
+                         "split")
     parts = set(dict(root.attrs.get("bonesr", {})).get("parts", []))
     parts |= _subsets(part)
     todo = config.specimens(part)
@@ -343,6 +356,7 @@ class VerifyReport:
     canonical_fingerprint: str | None = None
     canonical_diffs: dict[str, str] = field(default_factory=dict)
     parts: list[str] = field(default_factory=lambda: ["test", "train"])
+    repair: str = ""  # the command that resumes or repairs the split
 
     @property
     def ok(self) -> bool:
@@ -363,6 +377,28 @@ class VerifyReport:
                                            for v in self.canonical_diffs.values())
 
 
+def is_from_scans(meta: dict) -> bool:
+    """Whether a split's metadata says it was built from scans (``bonesr-bench data build
+    --from-scans``) rather than generated."""
+    return meta.get("source") == "scans"
+
+
+def _expected_specimens(meta: dict, config: SplitConfig) -> list[tuple[str, str]]:
+    """(subset, name) of every specimen the split should hold: a generated split's come from its
+    configuration, a split built from scans records its own list."""
+    if is_from_scans(meta):
+        return [(subset, name) for subset, name in meta.get("specimens", [])]
+    return [(subset, name) for subset, name, _ in config.specimens("all")]
+
+
+def repair_hint(path: str | Path, meta: dict) -> str:
+    """The command that resumes or repairs the split at ``path``."""
+    if is_from_scans(meta):
+        return (f"bonesr-bench data build --from-scans {meta.get('scans_csv', 'scans.csv')} "
+                f"--out {path}")
+    return f"bonesr-bench data build --out {path}"
+
+
 def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
     """Recompute every array's hash and compare with the recorded table."""
     path = Path(path)
@@ -374,7 +410,7 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
         config = SPLITS.get(meta.get("config", "v1"), SPLITS["v1"])
     missing, altered, table = [], [], {}
     parts = meta.get("parts", ["test", "train"])
-    for subset, name, _ in config.specimens("all"):
+    for subset, name in _expected_specimens(meta, config):
         if subset not in parts:
             continue
         if not _specimen_complete(root, subset, name):
@@ -385,7 +421,7 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
     recorded = meta.get("fingerprint")
     report = VerifyReport(str(path), bool(meta) and not missing, missing, altered,
                           fingerprint(table) if not missing else None, recorded,
-                          parts=sorted(parts))
+                          parts=sorted(parts), repair=repair_hint(path, meta))
     canon = canonical(meta.get("split", "")) if meta else None
     if canon is not None and report.ok:
         report.canonical_fingerprint = canon["fingerprint"]
@@ -432,17 +468,18 @@ def require_ok(report: VerifyReport) -> VerifyReport:
                 else f"{len(report.altered)} array(s) altered" if report.altered
                 else "fingerprint mismatch")
         raise SplitError(f"{report.path}: split fails verification ({what}); nothing is scored "
-                         f"on it; run `bonesr-bench data build --out {report.path}` to resume or "
-                         "repair it")
+                         f"on it; run `{report.repair or repair_hint(report.path, {})}` to resume "
+                         "or repair it")
     return report
 
 
 def iter_specimens(path: str | Path, subset: str = "test", *,
                    check: bool = True) -> Iterator[Specimen]:
     root = open_split(path, check=check)
+    cal = calibration(dict(root.attrs.get("bonesr", {})))
     for name in sorted(root[subset].group_keys()):
         g = root[f"{subset}/{name}"]
         truth = np.asarray(g["labels/truth/0"][...]) if "labels/truth" in g else None
-        yield Specimen(subset, name, from_raw(np.asarray(g["hr/0"][...])),
-                       from_raw(np.asarray(g["lr/0"][...])),
+        yield Specimen(subset, name, from_raw(np.asarray(g["hr/0"][...]), cal),
+                       from_raw(np.asarray(g["lr/0"][...]), cal),
                        np.asarray(g["labels/regions/0"][...]), truth, dict(g.attrs))
