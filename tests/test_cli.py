@@ -124,3 +124,45 @@ def test_version_and_help():
     assert run("--version").stdout.startswith("bonesr-bench ")
     res = run("morphometry", "--help")
     assert res.exit_code == 0 and "--voxel-um" in res.stdout and "cortical" in res.stdout
+
+
+def test_a_bone_section_gets_automatic_regions_that_can_be_saved_and_reused(tmp_path):
+    from bonesr_bench.io import read_volume
+    from bonesr_bench.masks import dice
+    from test_readers import write_isq
+
+    from conftest import tibia_section
+
+    bone, regions = tibia_section()
+    rng = np.random.default_rng(0)
+    grey = np.where(bone, 3000, 400) + rng.normal(0, 150, bone.shape)
+    scan = write_isq(tmp_path / "C0000001.ISQ", grey.astype(np.int16), 10.5)  # voxel from file
+    res = run("morphometry", scan, "--grey", "--json", "--save-regions",
+              tmp_path / "regions.nrrd")
+    assert res.exit_code == 0, res.output
+    assert "regions found automatically" in res.stderr
+    out = json.loads(res.stdout)
+    assert list(out) == TRAB + CORT
+    assert out["ct_th_um"] == pytest.approx(140, rel=0.1)  # the analytic cortex is 140 µm
+    saved = read_volume(tmp_path / "regions.nrrd")
+    assert saved.voxel_um == pytest.approx(10.5)
+    assert dice(saved.data == 2, regions == 2) >= 0.95 and dice(saved.data == 1,
+                                                                 regions == 1) >= 0.95
+    again = json.loads(run("morphometry", scan, "--grey", "--json", "--mask",
+                           tmp_path / "regions.nrrd").stdout)
+    assert again == out  # the saved regions are the ones measured
+    whole = json.loads(run("morphometry", scan, "--grey", "--json", "--regions",
+                           "whole").stdout)
+    assert list(whole) == TRAB and whole["bv_tv_pct"] > out["bv_tv_pct"]
+
+
+def test_a_volume_without_cortex_is_measured_whole(bone_file, tmp_path):
+    res = run("morphometry", bone_file[0], "--json", "--save-regions", tmp_path / "r.npy")
+    assert res.exit_code == 0 and "whole volume" in res.stderr
+    assert list(json.loads(res.stdout)) == TRAB
+    assert (np.load(tmp_path / "r.npy") == 1).all()
+    for args, message in [(["--regions", "cortex"], "auto or whole"),
+                          (["--save-regions", tmp_path / "r.bmp"], "cannot write"),
+                          (["--trabecula-um", "0"], "positive")]:
+        res = run("morphometry", bone_file[0], *args)
+        assert res.exit_code == 2 and message in res.stderr, res.output

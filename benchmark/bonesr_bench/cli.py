@@ -63,7 +63,19 @@ def morphometry(
     mask: Annotated[Path | None, typer.Option(
         "--mask", help="Region volume of the same shape: 1 = trabecular VOI, 2 = cortical "
         "envelope (cortical bone with its pores). A 0/k mask is a trabecular VOI. "
-        "Default: the whole volume is the trabecular VOI.", show_default=False)] = None,
+        "Overrides --regions.", show_default=False)] = None,
+    regions_mode: Annotated[str, typer.Option(
+        "--regions", help="Without --mask: auto finds the periosteal and endosteal surfaces, "
+        "the cortical envelope and the trabecular VOI from the bone (a volume with no cortex "
+        "around a marrow cavity is measured whole, as a trabecular VOI); whole: the whole "
+        "volume is the trabecular VOI.")] = "auto",
+    save_regions: Annotated[Path | None, typer.Option(
+        "--save-regions", help="Write the regions used (0/1/2) to this file (.npy, .tif, "
+        ".nrrd, .nii.gz) to inspect or edit them, then pass it back with --mask.",
+        show_default=False)] = None,
+    trabecula_um: Annotated[float, typer.Option(
+        "--trabecula-um", help="Automatic regions: half the thickness (µm) of the thickest "
+        "trabecula; the cortex must be thicker than twice this.")] = 50.0,
     grey: Annotated[bool, typer.Option(
         "--grey", help="Segment a grey volume first (TV denoising then two-class Otsu).")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -73,12 +85,16 @@ def morphometry(
 ):
     """Measure trabecular and cortical bone parameters (BoneJ definitions, physical units).
 
+    A whole bone section (a tibia scan) is split automatically into its cortical envelope and
+    trabecular VOI; check them with --save-regions, correct them and pass them with --mask.
+
     \b
     Examples:
+      bonesr-bench morphometry C0001234.ISQ --grey --save-regions regions.nrrd
       bonesr-bench morphometry bone.nrrd --voxel-um 10.5
       bonesr-bench morphometry scan.tif --grey --mask regions.npy --json
     """
-    from .io import VolumeReadError, read_volume
+    from .io import VolumeReadError, read_volume, write_volume
     from .morphometry import CONVENTIONS
     from .morphometry import morphometry as measure
     from .result import jsonable
@@ -97,6 +113,10 @@ def morphometry(
                            "cortical envelope with 2")
     except VolumeReadError as exc:
         raise fail(str(exc)) from None
+    if regions_mode not in ("auto", "whole"):
+        raise fail(f"--regions must be auto or whole, got {regions_mode!r}")
+    if not trabecula_um > 0:
+        raise fail(f"--trabecula-um must be a positive number of micrometres, got {trabecula_um}")
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"--device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda":
@@ -121,6 +141,25 @@ def morphometry(
         bone = data != 0
     if not bone.any():
         raise fail(f"{volume} contains no bone (every voxel is background)")
+    if regions is None and regions_mode == "auto":
+        from .masks import NoCortexError, auto_regions
+
+        try:
+            with err.status("finding regions...", spinner="dots") if not as_json else \
+                    nullcontext():
+                regions = auto_regions(bone, float(size), trabecula_um=trabecula_um)
+            err.print(f"regions found automatically: cortical envelope "
+                      f"{int((regions == 2).sum())} voxels, trabecular VOI "
+                      f"{int((regions == 1).sum())} voxels", highlight=False)
+        except NoCortexError:
+            err.print("no cortex around a marrow cavity: the whole volume is measured as a "
+                      "trabecular VOI (--mask to give regions)", highlight=False)
+    if save_regions is not None:
+        try:
+            write_volume(save_regions, regions if regions is not None else
+                         np.ones(bone.shape, np.uint8), float(size))
+        except (VolumeReadError, OSError) as exc:
+            raise fail(f"--save-regions: {exc}") from None
     try:
         with err.status("measuring...", spinner="dots") if not as_json else nullcontext():
             result = measure(bone, float(size), regions=regions, device=device)

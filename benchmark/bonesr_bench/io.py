@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Volume", "VolumeReadError", "read_volume", "SUFFIXES"]
+__all__ = ["Volume", "VolumeReadError", "read_volume", "write_volume", "SUFFIXES",
+           "WRITE_SUFFIXES"]
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr", ".isq",
             ".aim", ".dcm", "a folder of .dcm files")
 ISQ_MAGIC = b"CTDATA-HEADER_V1"
+WRITE_SUFFIXES = (".npy", ".tif", ".tiff", ".nrrd", ".nii", ".nii.gz")
 
 
 class VolumeReadError(ValueError):
@@ -248,3 +250,34 @@ def read_volume(path: str | Path) -> Volume:
     if data.ndim != 3:
         raise VolumeReadError(f"{p}: expected a 3D volume, got shape {data.shape}")
     return Volume(data, voxel, str(p))
+
+
+def write_volume(path: str | Path, data: np.ndarray, voxel_um: float) -> Path:
+    """Write a (z, y, x) volume with its voxel size (µm) as .npy (no voxel size), TIFF (ImageJ
+    hyperstack, µm), NRRD or NIfTI (mm); :func:`read_volume` reads it back. Raises
+    :class:`VolumeReadError` for another suffix."""
+    p = Path(path)
+    suffix = _suffix(p)
+    data = np.ascontiguousarray(data)
+    if suffix == ".npy":
+        np.save(p, data)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(p, data, imagej=True, resolution=(1 / voxel_um, 1 / voxel_um),
+                         metadata={"unit": "um", "spacing": voxel_um, "axes": "ZYX"})
+    elif suffix == ".nrrd":
+        import nrrd
+
+        nrrd.write(str(p), data, {"space directions": np.eye(3) * voxel_um / 1000,
+                                  "space units": ["mm"] * 3}, index_order="C")
+    elif suffix in (".nii", ".nii.gz"):
+        import nibabel as nib
+
+        img = nib.Nifti1Image(np.transpose(data, (2, 1, 0)), np.diag([voxel_um / 1000] * 3 + [1]))
+        img.header.set_xyzt_units("mm")
+        nib.save(img, str(p))
+    else:
+        raise VolumeReadError(f"{p}: cannot write {suffix or '(no suffix)'}; use one of "
+                              f"{', '.join(WRITE_SUFFIXES)}")
+    return p
