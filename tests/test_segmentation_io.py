@@ -119,3 +119,20 @@ def test_read_errors_name_the_file(tmp_path):
     np.save(flat, np.zeros(5))
     with pytest.raises(VolumeReadError, match="expected a 3D volume"):
         read_volume(flat)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".nrrd", ".nii", ".nii.gz"])
+def test_write_volume_reads_back_with_its_voxel_size(tmp_path, suffix):
+    from bonesr_bench.io import write_volume
+
+    vol = read_volume(write_volume(tmp_path / f"r{suffix}", VOL * 2, 10.5))
+    np.testing.assert_array_equal(vol.data, VOL * 2)
+    assert vol.voxel_um == (None if suffix == ".npy" else pytest.approx(10.5, rel=1e-5))
+
+
+def test_nifti_without_units_is_read_in_millimetres(tmp_path):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.transpose(VOL, (2, 1, 0)), np.diag([0.0105] * 3 + [1])),
+             str(tmp_path / "v.nii.gz"))  # xyzt_units left "unknown", as many tools write it
+    assert read_volume(tmp_path / "v.nii.gz").voxel_um == pytest.approx(10.5, rel=1e-5)
