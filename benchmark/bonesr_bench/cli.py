@@ -481,7 +481,8 @@ def evaluate(
         "(see `bonesr-bench models`).", show_default=False)],
     split: Annotated[str | None, typer.Option(
         "--split", help="A split name (v1, mini, bonebox: kept in the per-user cache and built "
-        "on first use) or the path of a split's zarr store. Default: v1.",
+        "on first use) or the path of a split's zarr store, such as one built from your own "
+        "scans with `bonesr-bench data build --from-scans`. Default: v1.",
         show_default=False)] = None,
     subset: Annotated[str, typer.Option("--subset", help="test or train.")] = "test",
     out: Annotated[Path, typer.Option("--out", help="Runs folder: one sub-folder per entry with "

@@ -409,7 +409,7 @@ def build_from_scans(table: str | Path, out: str | Path, *, scale: int = 2,
             split_id.startswith("synth-"):
         raise ScansError(f"--id {split_id!r}: use letters, digits, '.', '_' and '-', not "
                          "starting with synth- (reserved for the generated splits)")
-    if out.exists():
+    if out.exists() and (out.is_file() or any(out.iterdir())):
         try:
             old = dict(zarr.open_group(str(out), mode="r").attrs.get("bonesr", {}))
         except Exception:  # noqa: BLE001 - not a zarr group at all
