@@ -60,3 +60,25 @@ def test_the_share_of_the_grid_inside_the_lr_field_of_view(pair):
     assert not part.inside[:, :, 37:].any() and (part.lr_on_grid[:, :, 37:] == -1.0).all()
     inner = register(hr[8:56, 10:70, 10:70], lr, 10.5, 21.0)  # HR inside a larger LR view
     assert inner.coverage == 1.0 and inner.ncc > 0.9
+
+
+def test_an_hr_stack_at_one_end_of_a_longer_lr_stack_is_found(pair):
+    """The HR scan covers the first 40 % of the LR scan along z: the centres of mass, where ANTs
+    starts by default, are 200 µm apart; the masked cross-correlation gives the start."""
+    from skimage.registration import phase_cross_correlation
+
+    hr, lr = pair
+    r = register(hr[:26], lr, 10.5, 21.0)
+    truth = block_mean(hr[:26], 2)
+    shift, _, _ = phase_cross_correlation(truth[1:-1, 4:-4, 4:-4], r.lr_on_grid[1:-1, 4:-4, 4:-4],
+                                          upsample_factor=20)
+    assert np.abs(shift).max() * 2 <= 0.5 and r.ncc > 0.85 and r.coverage > 0.9
+
+
+def test_coarse_shift_finds_a_whole_voxel_translation():
+    from bonesr_bench.register import coarse_shift
+
+    rng = np.random.default_rng(3)
+    big = ndi.gaussian_filter(rng.random((40, 48, 48)), 1.5).astype(np.float32)
+    part = big[12:30, 5:40, 8:44]
+    assert coarse_shift(part, big).tolist() == [-12, -5, -8]
