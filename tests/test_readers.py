@@ -83,8 +83,11 @@ def test_aim_without_itk_says_how_to_read_it(tmp_path, monkeypatch):
         read_volume(tmp_path / "scan.aim")
 
 
-def write_dicom_series(folder: Path, data: np.ndarray, voxel_um: float, order) -> Path:
-    """One CT slice per file, written in ``order`` (not the slice order), with positions."""
+def write_dicom_series(folder: Path, data: np.ndarray, voxel_um: float, order,
+                       slice_um: float | None = None) -> Path:
+    """One CT slice per file, written in ``order`` (not the slice order), with positions
+    ``slice_um`` apart (default ``voxel_um``)."""
+    slice_um = slice_um or voxel_um
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -105,7 +108,7 @@ def write_dicom_series(folder: Path, data: np.ndarray, voxel_um: float, order) -
         ds.PixelSpacing = [voxel_um / 1000, voxel_um / 1000]
         ds.SliceThickness = voxel_um / 1000
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0, 0, k * voxel_um / 1000]
+        ds.ImagePositionPatient = [0, 0, k * slice_um / 1000]
         ds.InstanceNumber = len(order) - k  # deliberately not the slice order
         ds.PixelData = data[k].astype("<i2").tobytes()
         ds.save_as(str(folder / f"IM{generate_uid()[-8:]}.dcm"), enforce_file_format=True)
@@ -129,3 +132,9 @@ def test_not_dicom_and_empty_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VolumeReadError):
         read_volume(tmp_path / "empty")
+
+
+def test_anisotropic_dicom_series_is_refused(tmp_path, volume):
+    folder = write_dicom_series(tmp_path / "series", volume, 10.5, order=range(7), slice_um=21.0)
+    with pytest.raises(VolumeReadError, match=r"anisotropic voxels \(10.5 x 10.5 x 21 µm\)"):
+        read_volume(folder)

@@ -136,3 +136,36 @@ def test_nifti_without_units_is_read_in_millimetres(tmp_path):
     nib.save(nib.Nifti1Image(np.transpose(VOL, (2, 1, 0)), np.diag([0.0105] * 3 + [1])),
              str(tmp_path / "v.nii.gz"))  # xyzt_units left "unknown", as many tools write it
     assert read_volume(tmp_path / "v.nii.gz").voxel_um == pytest.approx(10.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["tif", "nrrd", "nii.gz", "zarr"])
+def test_anisotropic_voxels_are_refused_in_one_line(tmp_path, fmt):
+    from bonesr_bench.io import VolumeReadError
+
+    path = tmp_path / f"vol.{fmt}"
+    write(fmt, path, VOL, 10.5)
+    if fmt == "tif":
+        import tifffile
+
+        tifffile.imwrite(path, VOL, imagej=True, resolution=(1 / 10.5, 1 / 10.5),
+                         metadata={"spacing": 30.0, "unit": "um"})
+    elif fmt == "nrrd":
+        import nrrd
+
+        nrrd.write(str(path), VOL, {"space dimension": 3, "space units": ["mm"] * 3,
+                                    "space directions": np.diag([0.0105, 0.0105, 0.03]).tolist()},
+                   index_order="C")
+    elif fmt == "nii.gz":
+        import nibabel as nib
+
+        img = nib.Nifti1Image(np.transpose(VOL, (2, 1, 0)), np.diag([0.0105, 0.0105, 0.03, 1]))
+        nib.save(img, str(path))
+    else:
+        import zarr
+
+        g = zarr.open_group(str(path), mode="a")
+        ms = g.attrs["multiscales"]
+        ms[0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [30.0, 10.5, 10.5]
+        g.attrs["multiscales"] = ms
+    with pytest.raises(VolumeReadError, match="anisotropic voxels"):
+        read_volume(path)

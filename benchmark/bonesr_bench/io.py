@@ -33,6 +33,25 @@ class Volume:
     path: str
 
 
+#: voxel sizes along the axes may differ by this fraction and still count as isotropic
+ISOTROPY_TOLERANCE = 0.01
+
+
+def _isotropic(path: Path, voxel) -> float | None:
+    """The one voxel size (µm) of a file that states one per axis; anisotropic voxels are an
+    error (morphometry needs isotropic ones)."""
+    if voxel is None or isinstance(voxel, float | int):
+        return voxel
+    sizes = [v for v in voxel if v is not None and v > 0]
+    if not sizes:
+        return None
+    if max(sizes) > min(sizes) * (1 + ISOTROPY_TOLERANCE):
+        shown = " x ".join(f"{v:.4g}" for v in voxel)
+        raise VolumeReadError(f"{path}: anisotropic voxels ({shown} µm); resample it to "
+                              "isotropic voxels first (e.g. in Fiji or 3D Slicer)")
+    return float(np.mean(sizes))
+
+
 def _suffix(path: Path) -> str:
     return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
 
@@ -53,12 +72,17 @@ def _read_tiff(path: Path):
         if not unit and int(res_unit) == 3:
             unit = "cm"  # TIFF's own unit; inch (2) or none (1) is a print resolution, not a voxel
         voxel = None
-        if unit and "XResolution" in page.tags:
-            num, den = page.tags["XResolution"].value
-            if num:
-                voxel = _to_um(den / num, unit)
-        if voxel is None and unit and "spacing" in ij:
-            voxel = _to_um(float(ij["spacing"]), unit)
+        sizes = []
+        for tag in ("YResolution", "XResolution"):
+            if unit and tag in page.tags:
+                num, den = page.tags[tag].value
+                if num:
+                    sizes.append(_to_um(den / num, unit))
+        if unit and "spacing" in ij and data.ndim == 3:
+            sizes.append(_to_um(float(ij["spacing"]), unit))
+        sizes = [v for v in sizes if v is not None]
+        if sizes:
+            voxel = tuple(sizes)
     return data, voxel
 
 
@@ -80,9 +104,10 @@ def _read_nrrd(path: Path):
         spacing = np.linalg.norm(np.nan_to_num(dirs), axis=1)
         units = header.get("space units") or []
         unit = units[0] if units else "mm"
-        voxel = _to_um(float(spacing[-1]), unit) if spacing.size else None
+        voxel = tuple(_to_um(float(v), unit) for v in spacing) if spacing.size else None
     elif "spacings" in header:
-        voxel = _to_um(float(header["spacings"][-1]), (header.get("units") or ["mm"])[0])
+        unit = (header.get("units") or ["mm"])[0]
+        voxel = tuple(_to_um(float(v), unit) for v in header["spacings"])
     return data, voxel
 
 
@@ -97,7 +122,7 @@ def _read_nifti(path: Path):
     unit = img.header.get_xyzt_units()[0]
     unit = "mm" if unit in (None, "", "unknown") else unit  # NIfTI tools' default unit
     data = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))  # NIfTI (x, y, z) -> (z, y, x)
-    return data, _to_um(float(zooms[0]), unit)
+    return data, tuple(_to_um(float(z), unit) for z in zooms)
 
 
 def _read_zarr(path: Path):
@@ -121,7 +146,7 @@ def _read_zarr(path: Path):
                     if t.get("type") == "scale":
                         axes = ms.get("axes", [])
                         unit = axes[-1].get("unit", "micrometer") if axes else "micrometer"
-                        voxel = _to_um(float(t["scale"][-1]), unit)
+                        voxel = tuple(_to_um(float(v), unit) for v in t["scale"][-3:])
     return np.asarray(arr[...]), voxel
 
 
@@ -149,8 +174,13 @@ def _read_isq(path: Path):
                                   f"{max(size - start, 0)}")
         f.seek(start)
         data = np.fromfile(f, dtype="<i2", count=n).reshape(dims_p[::-1])
-    voxel = float(dims_um[0]) / float(dims_p[0]) if dims_um[0] > 0 else None
-    return data, voxel
+    if not (dims_um > 0).all():
+        return data, None
+    sizes = dims_um / dims_p.astype(float)  # the µm fields are whole numbers: +-0.5 / n each
+    if (np.abs(sizes - sizes[0]) > ISOTROPY_TOLERANCE * sizes[0] + 0.5 / dims_p).any():
+        raise VolumeReadError(f"{path}: anisotropic voxels ({' x '.join(f'{v:.4g}' for v in sizes)}"
+                              " µm); resample it to isotropic voxels first")
+    return data, float(sizes[0])
 
 
 def _read_aim(path: Path):
@@ -161,8 +191,8 @@ def _read_aim(path: Path):
                               "with `pip install itk-ioscanco` (or convert the file to ISQ, "
                               "TIFF or NIfTI)") from None
     img = itk.imread(str(path))
-    spacing_mm = float(itk.spacing(img)[0])
-    return np.asarray(itk.array_from_image(img)), spacing_mm * 1000.0
+    return (np.asarray(itk.array_from_image(img)),
+            tuple(float(v) * 1000.0 for v in itk.spacing(img)))
 
 
 def _dicom_files(path: Path) -> list[Path]:
@@ -214,8 +244,13 @@ def _read_dicom(path: Path):
                               "one series per folder")
     data = np.concatenate(arrays)
     spacing = getattr(slices[0], "PixelSpacing", None)
-    voxel = _to_um(float(spacing[0]), "mm") if spacing else None
-    return data, voxel
+    if not spacing:
+        return data, None
+    voxel = [_to_um(float(v), "mm") for v in spacing]
+    positions = [position(ds) for ds in slices]
+    if len(slices) > 1 and all("ImagePositionPatient" in ds for ds in slices):
+        voxel.append(_to_um(float(np.median(np.diff(positions))), "mm"))
+    return data, tuple(voxel)
 
 
 _READERS = {".npy": _read_npy, ".tif": _read_tiff, ".tiff": _read_tiff, ".nrrd": _read_nrrd,
@@ -245,6 +280,7 @@ def read_volume(path: str | Path) -> Volume:
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
         raise VolumeReadError(f"{p}: cannot read as {suffix}: {exc}") from exc
     data = np.asarray(data)
+    voxel = _isotropic(p, voxel)
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
