@@ -152,6 +152,20 @@ def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path):
     assert 10 < res["aggregates"]["psnr_db"]["mean"] < 40
     assert "bio_err_vs_truth" not in res["aggregates"]  # no truth in a split of real scans
 
+    # and on to a leaderboard page of its own, with the HR and LR reference rows
+    from bonesr_bench import site
+    from bonesr_bench.evaluate import reference_results
+    from bonesr_bench.result import write_atomic
+
+    results = tmp_path / "results"
+    write_atomic(results / "bicubic.json", res)
+    for scan, ref in reference_results(split=str(out)).items():
+        write_atomic(results / f"{scan}-scan.json", ref)
+    built_site = site.build(results, tmp_path / "site")
+    assert not built_site.excluded and built_site.entries == ["bicubic"]
+    assert sorted(built_site.references) == ["hr-scan", "lr-scan"]
+    assert "bicubic" in (tmp_path / "site" / "index.html").read_text()
+
 
 def test_rebuild_keeps_unchanged_specimens_and_follows_the_table(scan_dir, tmp_path):
     d, _ = scan_dir

@@ -332,7 +332,9 @@ def build(results_dir: str | Path = "leaderboard/results",
     for r in rows:
         r["psnr_rank"] = psnr_ranks.get(r["entry"])
         r["bio_rank"] = bio_ranks.get(r["entry"])
-    best = {}
+    # NaN where no entry has the figure (a split without truth, say): equal to nothing
+    best = {key: float("nan") for key in ("psnr_db", "ssim", "bio_err_vs_hr", "bio_err_vs_truth",
+                                          *(k for k, *_ in PARAMS))}
     ent_rows = [r for r in rows if r["kind"] == "entry"]
     if ent_rows:
         for key, hi in (("psnr_db", True), ("ssim", True), ("bio_err_vs_hr", False),
