@@ -295,4 +295,8 @@ def test_a_generated_split_is_not_overwritten_by_scans_and_vice_versa(built, min
     assert json.dumps(dict(zarr.open_group(str(mini_split), mode="r").attrs["bonesr"])) == before
     with pytest.raises(SplitError, match="--from-scans"):
         build(built[0], SPLITS["mini"])
+    res = runner.invoke(app, ["data", "build", "--split", "mini", "--out", str(built[0])])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "error" in ln]
+    assert res.exit_code == 2 and len(lines) == 1 and "--from-scans" in lines[0], res.stderr
+    assert verify(built[0]).ok
 

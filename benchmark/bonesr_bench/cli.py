@@ -267,7 +267,7 @@ def data_build(
     )
 
     from .morphometry.torch_backend import resolve_device
-    from .split import build, default_path
+    from .split import SplitError, build, default_path
 
     config, part = _split_config(split)
     if donor is not None:
@@ -287,8 +287,16 @@ def data_build(
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=err) as bar:
         task = bar.add_task(f"building {path.name} ({part})", total=len(config.specimens(part)))
-        fp = build(path, config, part=part, device=dev,
-                   progress=lambda name, done, total: bar.update(task, completed=done))
+        try:
+            fp = build(path, config, part=part, device=dev,
+                       progress=lambda name, done, total: bar.update(task, completed=done))
+        except SplitError as exc:
+            bar.update(task, visible=False)
+            problem = str(exc)
+        else:
+            problem = None
+    if problem:
+        raise fail(problem)
     err.print(f"built {path}  fingerprint {fp[:16]}")
 
 
@@ -320,7 +328,13 @@ def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, por
                                                         trabecula_um=trabecula_um),
                                       progress=progress)
         except ScansError as exc:
-            raise fail(str(exc)) from None
+            for task in tasks.values():
+                bar.update(task, visible=False)
+            report, problem = None, str(exc)
+        else:
+            problem = None
+    if problem:
+        raise fail(problem)
     for note in report.warnings:
         err.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     table_out = Table(title=f"{report.split_id}: {report.n_specimens} specimens",
