@@ -140,9 +140,12 @@ def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scal
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "initial.mat")
         shift = coarse_shift(hr_blocks, lr, lr_um / (scale * hr_um))
+        # centred on the HR scan, as ANTs' own start is: about the corner, the optimiser
+        # converges twice as slowly (measured)
         ants.write_transform(ants.create_ants_transform(
             transform_type="AffineTransform", dimension=3,
-            translation=tuple(float(-d * scale * hr_um - half) for d in shift)), path)
+            translation=tuple(float(-d * scale * hr_um - half) for d in shift),
+            center=tuple(float((n - 1) * hr_um / 2) for n in hr.shape)), path)
         q, lr_grid, inside, tx = attempt([path])
     if q < POOR_NCC:
         other = attempt(None)
