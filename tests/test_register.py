@@ -82,3 +82,12 @@ def test_coarse_shift_finds_a_whole_voxel_translation():
     big = ndi.gaussian_filter(rng.random((40, 48, 48)), 1.5).astype(np.float32)
     part = big[12:30, 5:40, 8:44]
     assert coarse_shift(part, big).tolist() == [-12, -5, -8]
+
+
+def test_registration_leaves_no_files_behind(pair, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where ANTs would write its own
+    hr, lr = pair
+    register(hr[:32], lr[:16], 10.5, 21.0)
+    assert list(tmp_path.iterdir()) == []

@@ -120,11 +120,12 @@ def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scal
                              spacing=(scale * hr_um,) * 3)
     hr_blocks = block_mean(hr, scale)
 
-    def attempt(initial):
+    def attempt(initial, prefix: str):
         reg = ants.registration(fixed, moving, type_of_transform="Affine", aff_metric="mattes",
                                 aff_sampling=32, aff_shrink_factors=shrink,
                                 aff_smoothing_sigmas=sigmas, aff_iterations=iterations,
-                                initial_transform=initial, random_seed=seed, verbose=False)
+                                initial_transform=initial, random_seed=seed, verbose=False,
+                                outprefix=prefix)
         out = ants.apply_transforms(target, moving, reg["fwdtransforms"], interpolator="linear",
                                     defaultvalue=fill)
         inside = ants.apply_transforms(
@@ -137,7 +138,7 @@ def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scal
     # start from the translation that the masked cross-correlation finds (scans of different
     # extents, e.g. an HR stack inside a longer LR one); ANTs' own start (centres of mass) is
     # tried too when that ends poorly
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="bonesr-register-") as tmp:  # ANTs' files too
         path = str(Path(tmp) / "initial.mat")
         shift = coarse_shift(hr_blocks, lr, lr_um / (scale * hr_um))
         # centred on the HR scan, as ANTs' own start is: about the corner, the optimiser
@@ -146,14 +147,14 @@ def register(hr: np.ndarray, lr: np.ndarray, hr_um: float, lr_um: float, *, scal
             transform_type="AffineTransform", dimension=3,
             translation=tuple(float(-d * scale * hr_um - half) for d in shift),
             center=tuple(float((n - 1) * hr_um / 2) for n in hr.shape)), path)
-        q, lr_grid, inside, tx = attempt([path])
-    if q < POOR_NCC:
-        other = attempt(None)
-        if other[0] > q:
-            q, lr_grid, inside, tx = other
+        q, lr_grid, inside, tx = attempt([path], str(Path(tmp) / "start_"))
+        if q < POOR_NCC:
+            other = attempt(None, str(Path(tmp) / "centres_"))
+            if other[0] > q:
+                q, lr_grid, inside, tx = other
+        matrix = np.asarray(tx.parameters, dtype=float).reshape(4, 3).tolist()
     poor = q < POOR_NCC
     if poor:
         warnings.warn(f"LR-to-HR registration is poor (NCC {q:.2f} < {POOR_NCC}); check that "
                       "the two scans show the same region", RegistrationWarning, stacklevel=2)
-    return Registration(lr_grid, q, np.asarray(tx.parameters, dtype=float).reshape(4, 3)
-                        .tolist(), poor, inside)
+    return Registration(lr_grid, q, matrix, poor, inside)
