@@ -53,6 +53,7 @@ def test_bicubic_is_scored_and_the_result_is_complete(scored, mini_split):
     assert res["split"]["fingerprint"] == zarr.open_group(str(mini_split), mode="r").attrs[
         "bonesr"]["fingerprint"]
     assert len(res["code"]["code_sha256"]) == 64 and res["split"]["n_specimens"] == 2
+    assert res["split"]["source"] == "synthetic" and "registration_ncc" not in res["split"]
     agg = res["aggregates"]
     assert 10 < agg["psnr_db"]["mean"] < 40 and 0 < agg["ssim"]["mean"] < 1
     for row in res["specimens"]:

@@ -140,17 +140,29 @@ def test_regions_are_the_users_where_given_and_automatic_elsewhere(built, scan_d
             assert dice(regions == 2, originals[name]["regions"] == 2) > 0.85
 
 
-def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path):
+def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path, capsys):
     from bonesr_bench.evaluate import EvaluateOptions, evaluate
 
     out, report = built
     res = evaluate(BICUBIC, EvaluateOptions(split=str(out), out=tmp_path)).result
     assert res["status"] == "scored"
     assert res["split"]["id"] == "scans-lab" and res["split"]["fingerprint"] == report.fingerprint
+    assert res["split"]["source"] == "scans"
+    assert res["split"]["registration_ncc"] == {n: report.registration[n]["ncc"]
+                                                for n in ("s2000", "s2001")}
     assert res["conventions"]["segmentation"]["window_unit"] == "scan units"
     assert [s["specimen"] for s in res["specimens"]] == ["s2000", "s2001"]
     assert 10 < res["aggregates"]["psnr_db"]["mean"] < 40
     assert "bio_err_vs_truth" not in res["aggregates"]  # no truth in a split of real scans
+
+    # a poorly registered specimen is pointed out with the scores
+    from bonesr_bench.cli import _print_summary
+
+    _print_summary(res, tmp_path / "result.json")
+    assert "registration is poor" not in capsys.readouterr().err
+    _print_summary({**res, "split": {**res["split"], "registration_ncc": {
+        "s2000": 0.55, "s2001": 0.95}}}, tmp_path / "result.json")
+    assert "registration is poor for s2000 (NCC 0.55" in capsys.readouterr().err
 
     # and on to a leaderboard page of its own, with the HR and LR reference rows
     from bonesr_bench import site

@@ -648,6 +648,13 @@ def _print_summary(res: dict, path: Path):
     con.print(f"[bold]{m['name']}[/] on {res['split']['id']} {res['split']['subset']} "
               f"({res['split']['n_specimens']} specimens): PSNR {ps['mean']:.2f} dB "
               f"{ci(ps, '{:.2f}')}, SSIM {ss['mean']:.4f} {ci(ss, '{:.4f}')}", highlight=False)
+    from .register import POOR_NCC
+
+    poor = {n: q for n, q in res["split"].get("registration_ncc", {}).items() if q < POOR_NCC}
+    if poor:
+        err.print(f"[yellow]warning:[/] LR-to-HR registration is poor for {', '.join(poor)} "
+                  f"(NCC {', '.join(f'{q:.2f}' for q in poor.values())} < {POOR_NCC}): their "
+                  "scores compare misaligned scans", highlight=False, soft_wrap=True)
     table = Table(title_justify="left", title="bone parameters (mean over specimens)")
     table.add_column("parameter")
     table.add_column("entry", justify="right")

@@ -40,6 +40,7 @@ from .split import (
     default_path,
     ensure_report,
     from_raw,
+    is_from_scans,
     require_ok,
     to_raw,
     verify,
@@ -169,6 +170,16 @@ def _open_scored_split(split, subset: str, progress: Progress = _noop):
     return split_path, report, root, meta, params
 
 
+def _scan_record(root, meta: dict, subset: str) -> dict:
+    """What a result says of the split's origin: generated, or built from scans with each
+    scored specimen's registration NCC (a poorly registered specimen makes its scores suspect)."""
+    if not is_from_scans(meta):
+        return {"source": "synthetic"}
+    return {"source": "scans", "registration_ncc": {
+        name: float(root[f"{subset}/{name}"].attrs["registration"]["ncc"])
+        for name in sorted(root[subset].group_keys())}}
+
+
 def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict, subset: str,
             params: SegmentationParams, device: str, refs: dict, submission: dict) -> dict:
     """The fields every result shares: schema, entry, code, split, conventions, environment."""
@@ -184,7 +195,8 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
                   "hr_voxel_um": float(meta["hr_voxel_um"]),
                   "lr_voxel_um": float(meta["lr_voxel_um"]), "canonical": report.canonical,
                   "comparable": report.comparable,
-                  "n_specimens": len(list(root[subset].group_keys()))},
+                  "n_specimens": len(list(root[subset].group_keys())),
+                  **_scan_record(root, meta, subset)},
         "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
                         "segmentation": {**params.as_dict(),
                                          "window_unit": calibration(meta)["unit"]},
