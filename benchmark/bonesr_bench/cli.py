@@ -399,7 +399,7 @@ def data_info(
     quality and regions)."""
     import zarr
 
-    from .split import repair_hint
+    from .split import is_from_scans, repair_hint
 
     path = _default_split(path)
     if not path.exists():
@@ -413,14 +413,14 @@ def data_info(
                   f"fingerprint {str(meta.get('fingerprint', '-'))[:16]}", title_justify="left")
     table.add_column("subset")
     table.add_column("specimen", no_wrap=True)
-    for k in keys:
-        label, unit = UNITS[k]
-        table.add_column(f"{label}\n{unit}".strip(), justify="right")
-    from_scans = meta.get("source") == "scans"
+    from_scans = is_from_scans(meta)
     if from_scans:  # no truth: the registration and regions of each specimen instead
-        table.columns = table.columns[:2]
         for col in ("HR voxels", "NCC", "regions in LR view", "regions", "HR scan"):
             table.add_column(col, justify="left" if col in ("regions", "HR scan") else "right")
+    else:
+        for k in keys:
+            label, unit = UNITS[k]
+            table.add_column(f"{label}\n{unit}".strip(), justify="right")
     incomplete = []
     for subset in ("train", "test"):
         if subset not in root:

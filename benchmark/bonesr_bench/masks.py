@@ -61,13 +61,10 @@ def _pad(mask: np.ndarray, r: int) -> np.ndarray:
 
 def _close_2d(mask: np.ndarray, r: float) -> np.ndarray:
     """Morphological closing of a 2D mask with a disc of radius ``r`` voxels."""
-    import edt
-
     if r <= 0:
         return mask
     p = int(np.ceil(r)) + 1
-    m = edt.edt(~np.pad(mask, p), parallel=0) <= r
-    return (edt.edt(m, parallel=0) > r)[p:-p, p:-p]
+    return _erode(_dilate(np.pad(mask, p), r), r)[p:-p, p:-p]
 
 
 def auto_regions(bone: np.ndarray, voxel_um: float, *, pore_um: float = 20.0,
