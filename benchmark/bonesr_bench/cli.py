@@ -344,7 +344,7 @@ def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, por
     for name, r in report.registration.items():
         table_out.add_row(name, f"{r['ncc']:.3f}", f"{100 * r['coverage']:.1f} %",
                           "[red]poor[/]" if r["poor"] else "ok")
-    Console(stderr=True).print(table_out)
+    err.print(table_out)
     kept = f"; {len(report.kept)} unchanged specimen(s) kept" if report.kept else ""
     removed = f"; removed {', '.join(report.removed)}" if report.removed else ""
     err.print(f"built {out}  fingerprint {report.fingerprint[:16]}{kept}{removed}",

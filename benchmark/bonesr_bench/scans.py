@@ -322,7 +322,7 @@ def _build_one(root: zarr.Group, s: _Surveyed, sv: Survey, masks: MaskOptions,
     from .masks import auto_regions
     from .register import POOR_NCC, RegistrationWarning, register
     from .segmentation import segment
-    from .split import to_raw, write_image
+    from .split import to_raw, write_specimen
 
     row, k = s.row, sv.scale
     hr, _ = _read(row.hr, row.hr_voxel_um, "HR", row)
@@ -366,31 +366,20 @@ def _build_one(root: zarr.Group, s: _Surveyed, sv: Survey, masks: MaskOptions,
                      "lie outside the LR scan's field of view (filled with background); crop "
                      "the HR scan to the LR scan's field of view")
     progress("write", i, n, row.name)
-    key = f"{row.subset}/{row.name}"
-    if key in root:
-        del root[key]
-    g = root.require_group(key)
-    hr_um, lr_grid_um = sv.hr_voxel_um, sv.hr_voxel_um * k
-    hashes = {
-        f"{key}/hr/0": write_image(g, "hr", to_raw(hr, sv.calibration), hr_um),
-        f"{key}/lr/0": write_image(g, "lr", to_raw(reg.lr_on_grid, sv.calibration),
-                                   lr_grid_um),
-        f"{key}/labels/regions/0": write_image(g, "labels/regions", regions, hr_um, label=True),
-    }
-    g.require_group("labels").attrs["labels"] = ["regions"]
     record = {"method": "ANTsPy affine (Mattes mutual information), LR onto HR, linear "
                         f"resampling onto the exact x{k} grid",
               "ncc": reg.ncc, "coverage": coverage, "grid_coverage": reg.coverage,
               "poor": reg.poor, "matrix": reg.matrix}
-    g.attrs.update({
-        "source": {"hr": str(row.hr), "lr": str(row.lr),
-                   "regions": None if row.regions is None else str(row.regions),
-                   "hr_voxel_um": s.hr_um, "lr_voxel_um": s.lr_um,
-                   "hr_shape": list(s.hr_shape), "lr_shape": list(s.lr_shape),
-                   "sha256": s.sources},
-        "registration": record, "masks": mask_record, "recipe": recipe, "sha256": hashes,
-    })
-    g.attrs["complete"] = True  # last: marks the specimen as whole
+    hashes = write_specimen(
+        root, f"{row.subset}/{row.name}", to_raw(hr, sv.calibration),
+        to_raw(reg.lr_on_grid, sv.calibration), sv.hr_voxel_um, sv.hr_voxel_um * k,
+        {"regions": regions},
+        {"source": {"hr": str(row.hr), "lr": str(row.lr),
+                    "regions": None if row.regions is None else str(row.regions),
+                    "hr_voxel_um": s.hr_um, "lr_voxel_um": s.lr_um,
+                    "hr_shape": list(s.hr_shape), "lr_shape": list(s.lr_shape),
+                    "sha256": s.sources},
+         "registration": record, "masks": mask_record, "recipe": recipe})
     return hashes, record, notes
 
 

@@ -192,28 +192,34 @@ def _build_specimen(root, config: SplitConfig, subset: str, name: str, seed: int
         spec = generate(params, shape=config.hr_shape, voxel_um=config.hr_voxel_um)
         generator = params.as_dict()
     hr, lr = scan_pair(spec.fraction, hr_voxel_um=config.hr_voxel_um, seed=seed, device=device)
-    key = f"{subset}/{name}"
+    truth_m = morphometry(spec.truth, config.hr_voxel_um, regions=spec.regions)
+    return write_specimen(
+        root, f"{subset}/{name}", to_raw(hr), to_raw(lr), config.hr_voxel_um,
+        config.hr_voxel_um * config.scale, {"truth": spec.truth, "regions": spec.regions},
+        {"seed": seed, "generator": generator,
+         "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict(),
+                     "hr_dose_per_um2": HR_SCAN.dose_per_voxel(config.hr_voxel_um),
+                     "lr_dose_per_um2": LR_SCAN.dose_per_voxel(config.hr_voxel_um)},
+         "truth_morphometry": jsonable(truth_m)})
+
+
+def write_specimen(root: zarr.Group, key: str, hr_raw: np.ndarray, lr_raw: np.ndarray,
+                   hr_um: float, lr_um: float, labels: dict[str, np.ndarray],
+                   attrs: dict) -> dict[str, str]:
+    """Write one specimen under ``key`` (``subset/name``), replacing any earlier one: the stored
+    uint16 scans, the label images on the HR grid, ``attrs`` and the sha256 of every array,
+    marked complete last so that an interrupted write leaves an incomplete specimen (what
+    :func:`verify` reports and a rebuild redoes). Returns the hashes."""
     if key in root:
         del root[key]
     g = root.require_group(key)
-    hashes = {
-        f"{key}/hr/0": write_image(g, "hr", to_raw(hr), config.hr_voxel_um),
-        f"{key}/lr/0": write_image(g, "lr", to_raw(lr), config.hr_voxel_um * config.scale),
-        f"{key}/labels/truth/0": write_image(g, "labels/truth", spec.truth, config.hr_voxel_um,
-                                              label=True),
-        f"{key}/labels/regions/0": write_image(g, "labels/regions", spec.regions,
-                                                config.hr_voxel_um, label=True),
-    }
-    g.require_group("labels").attrs["labels"] = ["truth", "regions"]
-    truth_m = morphometry(spec.truth, config.hr_voxel_um, regions=spec.regions)
-    g.attrs.update({
-        "seed": seed, "generator": generator,
-        "scanner": {"hr": HR_SCAN.as_dict(), "lr": LR_SCAN.as_dict(),
-                    "hr_dose_per_um2": HR_SCAN.dose_per_voxel(config.hr_voxel_um),
-                    "lr_dose_per_um2": LR_SCAN.dose_per_voxel(config.hr_voxel_um)},
-        "truth_morphometry": jsonable(truth_m),
-        "sha256": hashes,
-    })
+    hashes = {f"{key}/hr/0": write_image(g, "hr", hr_raw, hr_um),
+              f"{key}/lr/0": write_image(g, "lr", lr_raw, lr_um)}
+    for name, data in labels.items():
+        hashes[f"{key}/labels/{name}/0"] = write_image(g, f"labels/{name}", data, hr_um,
+                                                       label=True)
+    g.require_group("labels").attrs["labels"] = list(labels)
+    g.attrs.update({**attrs, "sha256": hashes})
     g.attrs["complete"] = True  # last: marks the specimen as whole
     return hashes
 
