@@ -19,7 +19,7 @@ from bonesr_bench.evaluate import EvaluateOptions, EvaluationError, evaluate
 from bonesr_bench.inference import run_model
 from bonesr_bench.models import load_model
 from bonesr_bench.segmentation import normalise
-from bonesr_bench.split import SEGMENTATION, from_raw, iter_specimens
+from bonesr_bench.split import PROTOCOLS, from_raw, iter_specimens
 from bonesr_bench.worker import LOG_LIMIT_BYTES
 
 ROOT = Path(__file__).parents[1]
@@ -84,8 +84,9 @@ def test_sr_store_holds_what_was_scored(scored, mini_split):
         assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [10.5] * 3
         stored = from_raw(np.asarray(g["sr/0"][...]))
         assert stored.shape == spec.hr.shape
-        sr01, _ = run_model(model, normalise(spec.lr, SEGMENTATION.window))
-        lo, hi = SEGMENTATION.window
+        window = PROTOCOLS["v2"].segmentation["hr"].window  # the mini split is a v2 split
+        sr01, _ = run_model(model, normalise(spec.lr, window))
+        lo, hi = window
         assert np.abs(stored - (lo + sr01 * (hi - lo))).max() < 1e-3  # uint16 storage step
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bonesr_bench import result, scoring
 from bonesr_bench.cli import app
 from bonesr_bench.evaluate import EvaluateOptions, evaluate, reference_result
-from bonesr_bench.leaderboard import LeaderboardError, add, write_references
+from bonesr_bench.leaderboard import LeaderboardError, add, load_results, write_references
 
 ROOT = Path(__file__).parents[1]
 runner = CliRunner()
@@ -85,7 +85,7 @@ def test_add_refuses_what_does_not_belong(scored_bicubic, tmp_path):
     cases = [
         (_variant(tmp_path, res, "failed", status="failed", reason="boom", aggregates=None,
                   **{"summary.verdict": "failed"}), "only scored results"),
-        (_variant(tmp_path, res, "noncanonical"), "not the canonical"),
+        (_variant(tmp_path, res, "noncanonical"), "neither the canonical"),
         (_variant(tmp_path, res, "reserved", entry="hr-scan", **{"split.canonical": True}),
          "reserved"),
         (_variant(tmp_path, res, "badschema", schema_version="0"), "schema"),
@@ -106,6 +106,25 @@ def test_add_refuses_what_does_not_belong(scored_bicubic, tmp_path):
     r = runner.invoke(app, ["leaderboard", "add", str(other), "--results", str(results)])
     assert r.exit_code == 2 and "differs from the leaderboard" in r.output
     assert {p: p.read_bytes() for p in results.iterdir()} == before
+
+
+def test_a_comparable_result_joins_with_its_own_fingerprint(scored_bicubic, tmp_path):
+    """A result scored on a rebuild that differs from the canonical split only within tolerance
+    (`data verify`: comparable) joins the leaderboard, keeping its fingerprint; the site keeps
+    it too. One that is neither canonical nor comparable is refused."""
+    res = scored_bicubic.result
+    results = tmp_path / "results"
+    add(_variant(tmp_path, res, "ok", **{"split.canonical": True}), results)
+    near = _variant(tmp_path, res, "near", entry="near", **{
+        "split.canonical": False, "split.comparable": True, "split.fingerprint": "e" * 64})
+    copied = add(near, results)
+    assert json.loads(copied.read_text())["split"]["fingerprint"] == "e" * 64
+    kept, excluded, _ = load_results(results)
+    assert {"bicubic", "near"} <= set(kept) and not excluded
+    far = _variant(tmp_path, res, "far", entry="far", **{
+        "split.canonical": False, "split.comparable": False, "split.fingerprint": "d" * 64})
+    with pytest.raises(LeaderboardError, match="nor comparable"):
+        add(far, results)
 
 
 def test_committed_results_validate_and_share_one_split():

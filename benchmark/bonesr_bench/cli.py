@@ -188,28 +188,36 @@ data_app = typer.Typer(help="Build, verify and inspect benchmark splits (zarr st
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-SPLIT_HELP = "test | train | all (the v1 split's parts), or mini (a tiny split for tests)."
+SPLIT_HELP = "test | train | all (the split's parts), or mini (a tiny split for tests)."
+VERSION_HELP = ("v2 (default: the LR scan a separate, registered acquisition, calibrated against "
+                "the reference study; each grid segmented with its own TV weight) or v1 (the "
+                "first split, kept buildable with its committed fingerprint).")
 SplitPath = Annotated[Path | None, typer.Argument(
-    help="A split's zarr store. Default: the v1 split in the per-user cache.", show_default=False)]
+    help="A split's zarr store. Default: the v2 split in the per-user cache.", show_default=False)]
 
 
-def _split_config(split: str):
+def _split_config(split: str, version: str = "v2"):
     from .split import SPLITS
 
     if split not in ("test", "train", "all", "mini"):
         raise fail(f"--split must be test, train, all or mini, got {split!r}")
-    return SPLITS["mini" if split == "mini" else "v1"], ("all" if split == "mini" else split)
+    if version not in ("v1", "v2"):
+        raise fail(f"--version must be v1 or v2, got {version!r}")
+    if split == "mini":
+        return SPLITS["mini" if version == "v2" else "mini-v1"], "all"
+    return SPLITS[version], split
 
 
 def _default_split(path: Path | None) -> Path:
-    from .split import SPLITS, default_path
+    from .split import DEFAULT_SPLIT, SPLITS, default_path
 
-    return path or default_path(SPLITS["v1"])
+    return path or default_path(SPLITS[DEFAULT_SPLIT])
 
 
 @data_app.command("build")
 def data_build(
     split: Annotated[str, typer.Option("--split", help=SPLIT_HELP)] = "all",
+    version: Annotated[str, typer.Option("--version", help=VERSION_HELP)] = "v2",
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where to write the zarr store. Default: the per-user cache.",
         show_default=False)] = None,
@@ -237,6 +245,16 @@ def data_build(
     pore_um: Annotated[float, typer.Option(
         "--pore-um", help="Automatic regions: radius (µm) of the largest cortical pore.",
         rich_help_panel="Splits from real scans")] = 20.0,
+    tv_weight: Annotated[float, typer.Option(
+        "--tv-weight", help="TV weight of the HR grid's segmentation (every entry; intensities "
+        "mapped to [0, 1] by the split's window). A split from scans has no true geometry to "
+        "choose it by (`data protocol` does that for synthetic splits): check it on your scans.",
+        rich_help_panel="Splits from real scans")] = 0.08,
+    lr_tv_weight: Annotated[float | None, typer.Option(
+        "--lr-tv-weight", help="TV weight of the LR grid's segmentation (the LR reference row). "
+        "Default: --tv-weight. The same weight smooths an LR scan twice as far in micrometres: "
+        "a smaller one is fairer to it.", show_default=False,
+        rich_help_panel="Splits from real scans")] = None,
 ):
     """Build the synthetic split (specimens, simulated HR and LR scans, true geometry), or a split
     from your own HR/LR scans (--from-scans).
@@ -245,7 +263,8 @@ def data_build(
 
     \b
     Examples:
-      bonesr-bench data build                      # the v1 split, in the per-user cache
+      bonesr-bench data build                      # the v2 split, in the per-user cache
+      bonesr-bench data build --version v1         # the first split
       bonesr-bench data build --split mini --out mini.zarr
       bonesr-bench data build --from-scans scans.csv --out my_split.zarr
       bonesr-bench evaluate baselines/fsrcnn.py --split my_split.zarr
@@ -257,7 +276,8 @@ def data_build(
         if out is None:
             raise fail("--from-scans needs --out: where to write the split, e.g. "
                        "--out my_split.zarr")
-        return _build_from_scans(from_scans, out, split_id, scale, trabecula_um, pore_um)
+        return _build_from_scans(from_scans, out, split_id, scale, trabecula_um, pore_um,
+                                 tv_weight, lr_tv_weight)
     from rich.progress import (
         BarColumn,
         Progress,
@@ -269,7 +289,7 @@ def data_build(
     from .morphometry.torch_backend import resolve_device
     from .split import SplitError, build, default_path
 
-    config, part = _split_config(split)
+    config, part = _split_config(split, version)
     if donor is not None:
         from .split import SPLITS
 
@@ -300,13 +320,16 @@ def data_build(
     err.print(f"built {path}  fingerprint {fp[:16]}")
 
 
-def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, pore_um):
+def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, pore_um,
+                      tv_weight: float, lr_tv_weight: float | None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .scans import MaskOptions, ScansError, build_from_scans
 
     if not (trabecula_um > 0 and pore_um >= 0):
         raise fail("--trabecula-um must be positive and --pore-um at least 0 (micrometres)")
+    if tv_weight < 0 or (lr_tv_weight is not None and lr_tv_weight < 0):
+        raise fail("--tv-weight and --lr-tv-weight must be at least 0 (0: no TV denoising)")
     stages = {"survey": "reading scans", "register": "registering LR to HR",
               "masks": "finding regions", "write": "writing", "specimens": "specimens"}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
@@ -326,6 +349,7 @@ def _build_from_scans(table: Path, out: Path, split_id, scale, trabecula_um, por
             report = build_from_scans(table, out, scale=scale, split_id=split_id,
                                       masks=MaskOptions(pore_um=pore_um,
                                                         trabecula_um=trabecula_um),
+                                      tv_weight=tv_weight, lr_tv_weight=lr_tv_weight,
                                       progress=progress)
         except ScansError as exc:
             for task in tasks.values():
@@ -389,6 +413,60 @@ def data_verify(
         problems.append("the recorded fingerprint does not match the arrays")
     raise fail(f"{path}: " + "; ".join(problems)
                + f"; run `{report.repair}` to repair it")
+
+
+@data_app.command("protocol")
+def data_protocol(
+    path: SplitPath = None,
+    specimens: Annotated[int, typer.Option(
+        "--specimens", help="How many train specimens (the first, by name) the rule uses.")] = 8,
+):
+    """Rerun the rule that chose each grid's TV weight on the train part of a split, and compare
+    with the weights the split records.
+
+    Per grid (HR 10.5 µm: every entry; LR 21 µm: the LR reference row), every candidate weight
+    segments the grid's own scan of each train specimen; the weight with the lowest mean
+    biological error against the true geometry is the rule's choice. Needs the train part
+    (`bonesr-bench data build --split train`); about 40 s a specimen on 2 cores.
+    """
+    from rich.table import Table
+
+    from .protocol import TV_CANDIDATES, choose_tv_weights
+    from .split import SplitError, segmentation_params
+
+    path = _default_split(path)
+    try:
+        with _progress_bar() as bar:
+            task = bar.add_task("segmenting train specimens", total=specimens, info="",
+                                unit="specimens")
+            choice = choose_tv_weights(path, n_specimens=specimens, progress=lambda n, d, t:
+                                       bar.update(task, completed=d, total=t, info=n))
+        import zarr
+
+        meta = dict(zarr.open_group(str(path), mode="r").attrs["bonesr"])
+    except SplitError as exc:
+        raise fail(str(exc)) from None
+    recorded = segmentation_params(meta)
+    table = Table(title=f"mean biological error vs truth (%), {len(choice.specimens)} train "
+                        "specimens")
+    table.add_column("TV weight", justify="right")
+    for grid in ("hr", "lr"):
+        table.add_column(f"{grid.upper()} grid", justify="right")
+    for w in TV_CANDIDATES:
+        cells = []
+        for grid in ("hr", "lr"):
+            v = 100 * choice.errors[grid][w]
+            mark = " *" if choice.chosen[grid] == w else ""
+            cells.append(f"{v:.1f}{mark}")
+        table.add_row(f"{w:g}", *cells)
+    Console().print(table)
+    same = all(recorded[g].tv_weight == choice.chosen[g] for g in ("hr", "lr"))
+    Console().print(f"rule's choice: HR {choice.chosen['hr']:g}, LR {choice.chosen['lr']:g}; "
+                    f"the split records HR {recorded['hr'].tv_weight:g}, LR "
+                    f"{recorded['lr'].tv_weight:g}: "
+                    + ("[green]the same[/]" if same else "[red]different[/]"))
+    if not same:
+        raise typer.Exit(1)
 
 
 @data_app.command("info")
@@ -494,9 +572,9 @@ def evaluate(
         help="A submission .py file, a package.module:attribute, or an installed model name "
         "(see `bonesr-bench models`).", show_default=False)],
     split: Annotated[str | None, typer.Option(
-        "--split", help="A split name (v1, mini, bonebox: kept in the per-user cache and built "
+        "--split", help="A split name (v2, v1, mini, bonebox: kept in the per-user cache and built "
         "on first use) or the path of a split's zarr store, such as one built from your own "
-        "scans with `bonesr-bench data build --from-scans`. Default: v1.",
+        "scans with `bonesr-bench data build --from-scans`. Default: v2.",
         show_default=False)] = None,
     subset: Annotated[str, typer.Option("--subset", help="test or train.")] = "test",
     out: Annotated[Path, typer.Option("--out", help="Runs folder: one sub-folder per entry with "
@@ -573,8 +651,8 @@ def train(
         help="A submission .py file that declares a training RECIPE (all baselines/ do).",
         show_default=False)],
     split: Annotated[str | None, typer.Option(
-        "--split", help="A split name (v1, mini: built in the per-user cache on first use) or "
-        "a split's zarr store. Only its train subset is read. Default: v1.",
+        "--split", help="A split name (v2, v1, mini: built in the per-user cache on first use) or "
+        "a split's zarr store. Only its train subset is read. Default: v2.",
         show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(
         "--run-dir", help="Checkpoint, log and best weights. Default: runs/train/NAME.",
@@ -728,7 +806,7 @@ def leaderboard_add(
 @leaderboard_app.command("references")
 def leaderboard_references(
     split: Annotated[str | None, typer.Option(
-        "--split", help="A split name or store path (default: v1, built on first use).",
+        "--split", help="A split name or store path (default: v2, built on first use).",
         show_default=False)] = None,
     results_dir: Annotated[Path, RESULTS_OPTION] = Path("leaderboard/results"),
 ):

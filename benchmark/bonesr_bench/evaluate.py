@@ -32,6 +32,7 @@ from .morphometry import CONVENTIONS as MORPHOMETRY_CONVENTIONS
 from .scoring import SpecimenScore
 from .segmentation import SegmentationParams, normalise
 from .split import (
+    DEFAULT_SPLIT,
     SPLITS,
     SplitError,
     VerifyReport,
@@ -42,6 +43,7 @@ from .split import (
     from_raw,
     is_from_scans,
     require_ok,
+    segmentation_params,
     to_raw,
     verify,
     write_image,
@@ -90,9 +92,9 @@ def resolve_split(split: str | Path | None, subset: str = "test",
     """(store to score on, its verification report if already verified): a named split in the
     cache (built on first use) or a path."""
     if split is None or str(split) in SPLITS:
-        config = SPLITS[str(split) if split is not None else "v1"]
+        config = SPLITS[str(split) if split is not None else DEFAULT_SPLIT]
         path = default_path(config)
-        part = "all" if config.name != "v1" else subset
+        part = subset if config.name in ("v1", "v2") else "all"
         n = len(config.specimens(part))
         return ensure_report(path, config, part=part,
                              progress=lambda name, done, total: progress("build", done, n, name))
@@ -104,10 +106,13 @@ def resolve_split(split: str | Path | None, subset: str = "test",
     return path, None
 
 
-def _scoring_key(params: SegmentationParams) -> str:
-    """What scores depend on besides the data: conventions and segmentation parameters."""
+def _scoring_key(params: SegmentationParams, lr_params: SegmentationParams | None = None) -> str:
+    """What scores depend on besides the data: conventions and segmentation parameters (of the
+    HR grid, and of the LR grid for the reference rows)."""
+    seg = params.as_dict() if lr_params is None else {"hr": params.as_dict(),
+                                                       "lr": lr_params.as_dict()}
     blob = json.dumps({"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
-                       "segmentation": params.as_dict(), "errors": scoring.ERROR_CONVENTIONS},
+                       "segmentation": seg, "errors": scoring.ERROR_CONVENTIONS},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -116,11 +121,14 @@ def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
                    params: SegmentationParams, *, device: str | None = None,
                    progress: Progress = _noop, cache_dir: Path | None = None) -> dict:
     """{specimen: {"hr": ..., "lr": ..., "truth": ... or None}} morphometry, cached per split
-    fingerprint, subset and scoring conventions."""
+    fingerprint, subset and scoring conventions. The HR scan is segmented with ``params`` (the
+    HR grid's), the LR scan on its own grid with the LR grid's parameters of the split."""
     from platformdirs import user_cache_dir
 
+    lr_params = segmentation_params(meta)["lr"]
     cache_dir = cache_dir or Path(user_cache_dir("bonesr-bench")) / "references"
-    cache = cache_dir / f"{meta['fingerprint'][:16]}-{subset}-{_scoring_key(params)}.json"
+    cache = cache_dir / (f"{meta['fingerprint'][:16]}-{subset}-"
+                         f"{_scoring_key(params, lr_params)}.json")
     if cache.exists():
         try:
             return json.loads(cache.read_text())["rows"]
@@ -138,7 +146,8 @@ def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
         hr = from_raw(np.asarray(g["hr/0"][...]), cal)
         lr = from_raw(np.asarray(g["lr/0"][...]), cal)
         row = {"hr": scoring.measure(hr, hr_um, regions, params, device=device),
-               "lr": scoring.measure(lr, lr_um, regions[::s, ::s, ::s], params, device=device),
+               "lr": scoring.measure(lr, lr_um, regions[::s, ::s, ::s], lr_params,
+                                     device=device),
                "truth": None}
         if "labels/truth" in g:
             from .morphometry import morphometry
@@ -165,9 +174,7 @@ def _open_scored_split(split, subset: str, progress: Progress = _noop):
     if subset not in meta.get("parts", []) or subset not in root:
         raise EvaluationError(f"{split_path} has no {subset} part; build it with "
                               f"`bonesr-bench data build --split {subset} --out {split_path}`")
-    seg = meta["segmentation"]
-    params = SegmentationParams(seg["tv_weight"], seg["tv_max_iter"], tuple(seg["window"]))
-    return split_path, report, root, meta, params
+    return split_path, report, root, meta, segmentation_params(meta)["hr"]
 
 
 def _scan_record(root, meta: dict, subset: str) -> dict:
@@ -199,7 +206,10 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
                   **_scan_record(root, meta, subset)},
         "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
                         "segmentation": {**params.as_dict(),
-                                         "window_unit": calibration(meta)["unit"]},
+                                         "window_unit": calibration(meta)["unit"],
+                                         "grids": {g: p.as_dict() for g, p in
+                                                   segmentation_params(meta).items()},
+                                         "rule": meta["segmentation"].get("rule")},
                         "errors": {**scoring.ERROR_CONVENTIONS,
                                    "bio_keys": list(scoring.BIO_KEYS)}},
         "submission": submission,

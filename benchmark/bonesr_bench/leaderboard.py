@@ -57,7 +57,7 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
     fp = _expected_fingerprint(valid)
     kept: dict[str, dict] = {}
     for name, res in valid.items():
-        if fp is not None and res["split"]["fingerprint"] != fp:
+        if fp is not None and res["split"]["fingerprint"] != fp and not _comparable(res, valid):
             excluded.append((name, f"scored on another split (fingerprint "
                                    f"{res['split']['fingerprint'][:12]}, the leaderboard's is "
                                    f"{fp[:12]}): outdated or not comparable; rescore it"))
@@ -68,16 +68,40 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
     return kept, sorted(excluded), fp
 
 
+def _leaderboard_id(valid: dict[str, dict]) -> tuple | None:
+    """(split id, version) of most of the results."""
+    ids = Counter((r["split"].get("id"), r["split"].get("version")) for r in valid.values())
+    return ids.most_common(1)[0][0] if ids else None
+
+
+def _comparable(res: dict, valid: dict[str, dict]) -> bool:
+    """A result scored on a rebuild of the leaderboard's split (same id and version) that
+    differs from the canonical one only within tolerance (another machine's build), which
+    ``data verify`` called comparable: it joins, with its own fingerprint recorded. A result
+    that claims the canonical split with another fingerprint is outdated, not comparable."""
+    split = res["split"]
+    return (split.get("comparable") is True and split.get("canonical") is not True
+            and (split.get("id"), split.get("version")) == _leaderboard_id(valid))
+
+
 def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: bool) -> None:
-    if res["split"].get("canonical") is not True and not allow_other_split:
-        raise LeaderboardError(f"{source}: scored on a split that is not the canonical "
-                               f"{res['split'].get('id')} split; evaluate on the canonical split "
-                               "(`--split v1`) or pass --allow-other-split")
-    fp = load_results(results_dir)[2]
-    if fp and res["split"]["fingerprint"] != fp and not allow_other_split:
-        raise LeaderboardError(f"{source}: split fingerprint {res['split']['fingerprint'][:16]} "
-                               f"differs from the leaderboard's ({fp[:16]}); rescore it on the "
-                               "leaderboard's split")
+    split = res["split"]
+    if allow_other_split:
+        return
+    if split.get("canonical") is not True and split.get("comparable") is not True:
+        raise LeaderboardError(f"{source}: scored on a split that is neither the canonical "
+                               f"{split.get('id')} split nor comparable to it; evaluate on the "
+                               "canonical split (`--split v2`) or pass --allow-other-split")
+    valid, _, fp = load_results(results_dir)
+    if not valid or fp is None or split["fingerprint"] == fp:
+        return
+    if _comparable(res, valid):
+        return
+    board = _leaderboard_id(valid)
+    raise LeaderboardError(f"{source}: split {split.get('id')} fingerprint "
+                           f"{split['fingerprint'][:16]} differs from the leaderboard's "
+                           f"({board[0]} v{board[1]}, {fp[:16]}); rescore it on the "
+                           "leaderboard's split")
 
 
 def add(path: str | Path, results_dir: str | Path = RESULTS, *,
@@ -109,7 +133,7 @@ def write_references(split: str | Path | None = None, results_dir: str | Path = 
     out = []
     for scan, res in reference_results(tuple(REFERENCE_SCANS), split, subset,
                                        progress or _noop).items():
-        _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1"))
+        _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1", "v2"))
         out.append(result.write_atomic(results_dir / f"{res['entry']}.json", res))
     return out
 

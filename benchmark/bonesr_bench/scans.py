@@ -48,6 +48,8 @@ __all__ = ["ScanRow", "ScansError", "MaskOptions", "ScanBuildReport", "read_tabl
            "build_from_scans", "MIN_COVERAGE"]
 
 SPLIT_VERSION = "1"
+#: changes whenever the registration's result can change (2: Gauss-Newton refinement)
+REGISTRATION_VERSION = 2
 #: the fraction of the regions (VOI and cortex) that must lie inside the LR scan's field of view
 MIN_COVERAGE = 0.99
 #: relative spread allowed between the voxel sizes of the HR (or LR) scans of one split
@@ -308,6 +310,7 @@ def survey(rows: list[ScanRow], *, scale: int = 2, progress: Progress = _noop) -
 def _recipe(s: _Surveyed, sv: Survey, masks: MaskOptions, params: SegmentationParams) -> str:
     """What a specimen's stored arrays depend on; an unchanged recipe keeps the specimen."""
     blob = {"sources": s.sources, "hr_um": s.hr_um, "lr_um": s.lr_um, "scale": sv.scale,
+            "registration": REGISTRATION_VERSION,
             "calibration": sv.calibration, "hr_voxel_um": sv.hr_voxel_um,
             "masks": "user" if s.row.regions is not None else {
                 **asdict(masks), "tv_weight": params.tv_weight,
@@ -366,8 +369,10 @@ def _build_one(root: zarr.Group, s: _Surveyed, sv: Survey, masks: MaskOptions,
                      "lie outside the LR scan's field of view (filled with background); crop "
                      "the HR scan to the LR scan's field of view")
     progress("write", i, n, row.name)
-    record = {"method": "ANTsPy affine (Mattes mutual information), LR onto HR, linear "
+    record = {"method": "ANTsPy affine (Mattes mutual information) from a cross-correlation "
+                        "start, Gauss-Newton refinement (register.refine), LR onto HR, linear "
                         f"resampling onto the exact x{k} grid",
+              "refine_iterations": reg.iterations,
               "ncc": reg.ncc, "coverage": coverage, "grid_coverage": reg.coverage,
               "poor": reg.poor, "matrix": reg.matrix}
     hashes = write_specimen(
@@ -386,6 +391,7 @@ def _build_one(root: zarr.Group, s: _Surveyed, sv: Survey, masks: MaskOptions,
 def build_from_scans(table: str | Path, out: str | Path, *, scale: int = 2,
                      split_id: str | None = None, masks: MaskOptions = MaskOptions(),
                      tv_weight: float = 0.08, tv_max_iter: int = 100,
+                     lr_tv_weight: float | None = None,
                      progress: Progress = _noop) -> ScanBuildReport:
     """Build (or resume, or update) the split at ``out`` from the scan table ``table``."""
     from .register import POOR_NCC
@@ -447,8 +453,15 @@ def build_from_scans(table: str | Path, out: str | Path, *, scale: int = 2,
         "lr_voxel_um": sv.hr_voxel_um * scale,
         "lr_voxel_um_scanned": sv.lr_voxel_um_measured,
         "intensity_calibration": sv.calibration,
-        "segmentation": {**params.as_dict(), "window_unit": sv.calibration["unit"]},
-        "registration": {"method": "ANTsPy affine (Mattes MI)", "poor_below_ncc": POOR_NCC,
+        "segmentation": {**params.as_dict(), "window_unit": sv.calibration["unit"],
+                         "grids": {"hr": {"tv_weight": tv_weight, "tv_max_iter": tv_max_iter},
+                                   "lr": {"tv_weight": tv_weight if lr_tv_weight is None
+                                          else lr_tv_weight, "tv_max_iter": tv_max_iter}},
+                         "rule": "given (a split from scans has no true geometry to choose "
+                                 "by): --tv-weight for the HR grid, --lr-tv-weight for the LR "
+                                 "grid"},
+        "registration": {"method": "ANTsPy affine (Mattes MI) + Gauss-Newton refinement",
+                         "poor_below_ncc": POOR_NCC,
                          "min_coverage": MIN_COVERAGE},
         "masks": asdict(masks),
         "versions": {**_versions(), "antspyx": _ants_version()},

@@ -2,9 +2,10 @@
 
 ``build(results_dir, out_dir)`` reads every ``*.json`` in ``results_dir``, keeps the results that
 validate against the schema, are scored (or are the HR/LR reference rows) and were scored on the
-leaderboard's split (the canonical v1 fingerprint when one is committed, else the most common
-one), lists every other file as excluded with its reason, and writes ``index.html``, one
-``entries/<entry>.html`` per entry, ``data.json`` (what the page shows) and ``assets/`` (the
+leaderboard's split (the canonical fingerprint of its split when one is committed, else the most
+common one; a rebuild that ``data verify`` calls comparable counts as that split), lists every
+other file as excluded with its reason, and writes ``index.html``, one ``entries/<entry>.html``
+per entry, ``data.json`` (what the page shows) and ``assets/`` (the
 page's script and style, and plotly.js itself: the site needs no network). Figures are plotly
 figure specifications built here as plain dicts and drawn in the browser.
 """

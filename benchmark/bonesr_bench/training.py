@@ -316,7 +316,7 @@ def weights_record(path: str | Path) -> dict | None:
 
 @dataclass
 class TrainOptions:
-    split: str | Path | None = None  # a split name or a store path (default v1, in the cache)
+    split: str | Path | None = None  # a split name or a store path (default v2, in the cache)
     run_dir: Path | None = None  # default runs/train/<name>[-tiny]
     weights: Path | None = None  # default: the file's WEIGHTS (tiny runs: <run_dir>/weights)
     device: str = "auto"

@@ -50,13 +50,23 @@ class ScanParams:
     photons: float  # incident photons per detector pixel and projection
     blur_sigma_um: float  # focal spot + detector, Gaussian on the detector plane
     gain_sd: float  # relative SD of the per-column detector gain
+    #: blur along the bone axis (slice sensitivity: detector rows, focal spot's extent along z),
+    #: µm; None: ``blur_sigma_um`` (v1). The v2 path only.
+    blur_z_um: float | None = None
+    #: detector pixel and slice pitch, µm, when not a whole number of HR samples (the study's LR
+    #: scans: 19 µm, interpolated onto the 21 µm grid); None: ``binning`` HR samples. v2 only.
+    pixel_um: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def voxel_um(self, hr_voxel_um: float) -> float:
+        """The reconstruction's voxel size (µm)."""
+        return self.pixel_um if self.pixel_um is not None else self.binning * hr_voxel_um
+
     def dose_per_voxel(self, hr_voxel_um: float) -> float:
         """Incident photons per µm² of the scan's voxel face, summed over projections."""
-        return self.photons * self.n_angles / (self.binning * hr_voxel_um) ** 2
+        return self.photons * self.n_angles / self.voxel_um(hr_voxel_um) ** 2
 
 
 HR_SCAN = ScanParams("hr", binning=1, n_angles=256, photons=12000.0, blur_sigma_um=5.0,
@@ -175,6 +185,9 @@ def scan_from_projections(p: torch.Tensor, params: ScanParams, *, hr_voxel_um: f
     if z % b or n % b or a_all % params.n_angles:
         raise ValueError(f"projections {tuple(p.shape)} do not fit binning {b} and "
                          f"{params.n_angles} angles")
+    if params.pixel_um is not None or params.blur_z_um is not None:
+        raise ValueError(f"scan protocol {params.name!r} sets pixel_um or blur_z_um, which only "
+                         "the reproducible CPU path (scan_exact) simulates")
     p = p[:, :: a_all // params.n_angles]
     intensity = torch.exp(-p)
     sig = params.blur_sigma_um / hr_voxel_um
@@ -208,3 +221,157 @@ def scan_pair(fraction: np.ndarray, *, hr_voxel_um: float = 10.5, seed: int = 0,
     p = line_integrals(fraction, hr.n_angles, hr_voxel_um=hr_voxel_um, device=device)
     return (scan_from_projections(p, hr, hr_voxel_um=hr_voxel_um, seed=seed * 2 + 1),
             scan_from_projections(p, lr, hr_voxel_um=hr_voxel_um, seed=seed * 2 + 2))
+
+
+# --- v2: a reproducible CPU path and the LR scan as a separate acquisition -------------------
+#
+# Why a second path: v1's scans go through torch (MKL/pocketfft FFT, oneDNN convolution, SLEEF
+# exp/log), whose float32 results depend on the CPU's instruction set and on the thread count, so
+# a v1 split rebuilt on another CPU differs in every scan array (within tolerance). v2 keeps the
+# numba projector and back-projector (no fast-math: each output is computed by one thread in a
+# fixed order, so they are exact on any x86-64 CPU and thread count) and does everything between
+# them in float64 with numpy/scipy (exp, Gaussian blur, Poisson noise from a PCG64 stream, ramp
+# filter by pocketfft): a last-bit difference of a float64 there stays far below the uint16
+# quantum (1.2e-4 1/cm) of the stored scan. v1 keeps its own path, so its committed fingerprint
+# is unchanged.
+
+
+def _trig(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of ``angles`` by the C library one at a time (numpy's SIMD versions differ
+    in the last bit between CPUs)."""
+    return (np.array([math.cos(a) for a in angles]), np.array([math.sin(a) for a in angles]))
+
+
+def _gauss_kernel64(sigma_px: float) -> np.ndarray:
+    """:func:`_gauss_kernel` in float64 by the C library's exp and a sum in a fixed order."""
+    radius = max(1, int(math.ceil(3 * sigma_px)))
+    k = [math.exp(-0.5 * (x / sigma_px) ** 2) for x in range(-radius, radius + 1)]
+    total = math.fsum(k)
+    return np.array([v / total for v in k])
+
+
+def _gauss_blur64(a: np.ndarray, sigma_px: float, axis: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    if sigma_px <= 0:
+        return a
+    return ndi.correlate1d(a, _gauss_kernel64(sigma_px), axis=axis, mode="nearest")
+
+
+def _ramp_filter64(sino: np.ndarray) -> np.ndarray:
+    """Shepp-Logan filtered projections along the last axis (float64, zero-padded FFT)."""
+    import scipy.fft
+
+    n = sino.shape[-1]
+    size = 1 << (2 * n - 1).bit_length()
+    freq = np.arange(size // 2 + 1) / size
+    ramp = freq * np.sinc(freq)
+    return scipy.fft.irfft(scipy.fft.rfft(sino, n=size, axis=-1) * ramp, n=size,
+                           axis=-1)[..., :n]
+
+
+def _box_weights(n_in: int, pitch: float, centred: bool) -> np.ndarray:
+    """(n_out, n_in) weights that integrate ``n_in`` unit samples into bins of ``pitch`` samples
+    (the overlap of each bin with each sample, over the bin's width): a detector of another
+    pixel size. ``centred``: the bins are centred on the samples' centre (the rotation axis),
+    else they start at the first sample (the stack's first slice)."""
+    if centred:  # whole bins only: a bin past the detector's edge would read as attenuation
+        n_out = int(n_in // pitch)
+        lo = (np.arange(n_out) - n_out / 2) * pitch + n_in / 2
+    else:
+        n_out = int(n_in // pitch)
+        lo = np.arange(n_out) * pitch
+    edges_in = np.arange(n_in + 1, dtype=np.float64)
+    a = np.maximum(lo[:, None], edges_in[None, :-1])
+    b = np.minimum(lo[:, None] + pitch, edges_in[None, 1:])
+    return np.clip(b - a, 0.0, None) / pitch
+
+
+def line_integrals_exact(fraction: np.ndarray, n_angles: int, *,
+                         hr_voxel_um: float = 10.5) -> np.ndarray:
+    """:func:`line_integrals` on the CPU, reproducible on any CPU and thread count; (Z, A, N)
+    float32 (the numba projector's own precision, exact)."""
+    z, n, _ = fraction.shape
+    medium_radius_um = 0.495 * n * hr_voxel_um
+    coord = (np.arange(n) + 0.5 - n / 2) * hr_voxel_um
+    inside = (coord[None, :] ** 2 + coord[:, None] ** 2) <= medium_radius_um**2
+    f = np.asarray(fraction, dtype=np.float64)
+    mu_px = ((f * MU_BONE_CM + (1 - f) * MU_SOFT_CM) * (1e-4 * hr_voxel_um) * inside)
+    cos_t, sin_t = _trig(_angles(n_angles))
+    return _raster.project_joseph(mu_px.astype(np.float32), cos_t, sin_t)
+
+
+def scan_exact(p: np.ndarray, params: ScanParams, *, hr_voxel_um: float = 10.5,
+               seed: int = 0) -> np.ndarray:
+    """:func:`scan_from_projections` on the CPU, reproducible bit for bit (see above): detector
+    blur and binning, gain errors, Poisson noise, Shepp-Logan FBP; attenuation in 1/cm, float64.
+    ``p``: line integrals (Z, A, N) at a multiple of ``params.n_angles`` angles."""
+    rng = np.random.default_rng([int(seed), 2])
+    z, a_all, n = p.shape
+    b = params.binning
+    if (params.pixel_um is None and (z % b or n % b)) or a_all % params.n_angles:
+        raise ValueError(f"projections {tuple(p.shape)} do not fit binning {b} and "
+                         f"{params.n_angles} angles")
+    intensity = np.exp(-np.asarray(p[:, :: a_all // params.n_angles], dtype=np.float64))
+    sig = params.blur_sigma_um / hr_voxel_um
+    sig_z = (params.blur_sigma_um if params.blur_z_um is None else params.blur_z_um) / hr_voxel_um
+    intensity = _gauss_blur64(_gauss_blur64(intensity, sig, 2), sig_z, 0)
+    if params.pixel_um is None:
+        intensity = intensity.reshape(z // b, b, params.n_angles, n // b, b).mean(axis=(1, 4))
+    else:  # a detector pitch that is not a whole number of HR samples
+        q = params.pixel_um / hr_voxel_um
+        wz, wu = _box_weights(z, q, centred=False), _box_weights(n, q, centred=True)
+        intensity = np.einsum("iz,zau,ju->iaj", wz, intensity, wu, optimize=True)
+    n_det = intensity.shape[-1]
+    gain = 1 + params.gain_sd * rng.standard_normal(n_det)
+    counts = np.maximum(rng.poisson(params.photons * intensity * gain), 1).astype(np.float64)
+    filt = _ramp_filter64(-np.log(counts / params.photons))
+    cos_t, sin_t = _trig(_angles(params.n_angles))
+    recon = _raster.backproject_linear(filt.astype(np.float32), cos_t, sin_t, n_det)
+    return recon.astype(np.float64) * (1e4 / params.voxel_um(hr_voxel_um))
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the specimen sat in the LR acquisition, relative to the HR one: rotations (degrees)
+    about the z, y and x axes through the centre of the volume, then a shift (µm, z y x)."""
+
+    rotation_deg: tuple[float, float, float]
+    shift_um: tuple[float, float, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def matrix(self) -> np.ndarray:
+        """The 3 x 3 rotation (z y x coordinates)."""
+        out = np.eye(3)
+        for axis, deg in enumerate(self.rotation_deg):
+            c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+            i, j = [k for k in range(3) if k != axis]
+            r = np.eye(3)
+            r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+            out = r @ out
+        return out
+
+
+def draw_pose(seed: int, max_deg: float, max_shift_um: float) -> Pose:
+    """A random pose: each rotation uniform in +-``max_deg``, each shift in +-``max_shift_um``."""
+    rng = np.random.default_rng([int(seed), 3])
+    return Pose(tuple(float(v) for v in rng.uniform(-max_deg, max_deg, 3)),
+                tuple(float(v) for v in rng.uniform(-max_shift_um, max_shift_um, 3)))
+
+
+def posed(fraction: np.ndarray, pose: Pose, voxel_um: float) -> np.ndarray:
+    """The bone ``fraction`` (z, y, x) moved to ``pose`` (rotated about the volume's centre,
+    then shifted), resampled by linear interpolation on the same grid (float64; no bone where
+    the moved volume leaves the grid). The interpolation smooths at the HR voxel's scale, well
+    below what the LR scan resolves."""
+    from scipy import ndimage as ndi
+
+    r = pose.matrix()
+    centre = (np.asarray(fraction.shape, np.float64) - 1) / 2
+    shift = np.asarray(pose.shift_um, np.float64) / voxel_um
+    # output voxel o shows input voxel R^T (o - centre - shift) + centre
+    offset = centre - r.T @ (centre + shift)
+    return ndi.affine_transform(np.asarray(fraction, np.float64), r.T, offset=offset, order=1,
+                                mode="constant", cval=0.0)
