@@ -138,6 +138,18 @@ def test_committed_results_validate_and_share_one_split():
     assert all(f.stem == r["entry"] for f, r in zip(files, loaded, strict=True))
 
 
+def test_v1_results_are_kept_apart_and_still_validate():
+    files = sorted((ROOT / "leaderboard" / "results-v1").glob("*.json"))
+    assert {"hr-scan.json", "lr-scan.json", "fsrcnn.json", "bicubic.json"} <= {f.name for f in
+                                                                             files}
+    loaded = [result.read(f) for f in files]
+    assert {r["split"]["id"] for r in loaded} == {"synth-v1"}
+    assert len({r["split"]["fingerprint"] for r in loaded}) == 1
+    current = {result.read(f)["split"]["id"] for f in (ROOT / "leaderboard" / "results").glob(
+        "*.json")}
+    assert current == {"synth-v2"}
+
+
 def test_table_one_has_the_study_layout(mini_split, scored_bicubic, tmp_path):
     from bonesr_bench.leaderboard import load_results, markdown, table_one
 
