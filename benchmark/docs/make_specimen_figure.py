@@ -19,13 +19,15 @@ def main(path, name="s2000", out="benchmark/docs/specimen.png"):
     z = spec.hr.shape[0] // 2
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8))
     panels = [(spec.hr[z], "HR scan, 10.5 µm", (-0.5, 3.5)),
-              (spec.lr[z // 2], "LR scan, 21 µm (registered, x2)", (-0.5, 3.5)),
+              (spec.lr[z // 2], "LR scan (19 µm, registered onto the x2 grid, 21 µm)",
+               (-0.5, 3.5)),
               (spec.truth[z], "true bone (HR grid)", (0, 1))]
     for ax, (img, title, (lo, hi)) in zip(axes, panels, strict=True):
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    fig.suptitle(f"synth-v1 test/{name}, slice {z}: attenuation 1/cm (scans), 0/1 (truth)")
+    split = dict(__import__("zarr").open_group(str(path), mode="r").attrs["bonesr"])["split"]
+    fig.suptitle(f"{split} test/{name}, slice {z}: attenuation 1/cm (scans), 0/1 (truth)")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(out, dpi=72)
     print(out, np.round(spec.attrs["truth_morphometry"]["bv_tv_pct"], 2))
