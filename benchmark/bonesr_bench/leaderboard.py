@@ -55,9 +55,10 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
             continue
         valid[f.name] = res
     fp = _expected_fingerprint(valid)
+    board = _leaderboard_id(valid)
     kept: dict[str, dict] = {}
     for name, res in valid.items():
-        if fp is not None and res["split"]["fingerprint"] != fp and not _comparable(res, valid):
+        if fp is not None and res["split"]["fingerprint"] != fp and not _comparable(res, board):
             excluded.append((name, f"scored on another split (fingerprint "
                                    f"{res['split']['fingerprint'][:12]}, the leaderboard's is "
                                    f"{fp[:12]}): outdated or not comparable; rescore it"))
@@ -74,14 +75,15 @@ def _leaderboard_id(valid: dict[str, dict]) -> tuple | None:
     return ids.most_common(1)[0][0] if ids else None
 
 
-def _comparable(res: dict, valid: dict[str, dict]) -> bool:
+def _comparable(res: dict, board: tuple | None) -> bool:
     """A result scored on a rebuild of the leaderboard's split (same id and version) that
     differs from the canonical one only within tolerance (another machine's build), which
     ``data verify`` called comparable: it joins, with its own fingerprint recorded. A result
-    that claims the canonical split with another fingerprint is outdated, not comparable."""
+    that claims the canonical split with another fingerprint is outdated, not comparable.
+    ``board``: the leaderboard's (split id, version), :func:`_leaderboard_id`."""
     split = res["split"]
     return (split.get("comparable") is True and split.get("canonical") is not True
-            and (split.get("id"), split.get("version")) == _leaderboard_id(valid))
+            and (split.get("id"), split.get("version")) == board)
 
 
 def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: bool) -> None:
@@ -95,9 +97,9 @@ def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: b
     valid, _, fp = load_results(results_dir)
     if not valid or fp is None or split["fingerprint"] == fp:
         return
-    if _comparable(res, valid):
-        return
     board = _leaderboard_id(valid)
+    if _comparable(res, board):
+        return
     raise LeaderboardError(f"{source}: split {split.get('id')} fingerprint "
                            f"{split['fingerprint'][:16]} differs from the leaderboard's "
                            f"({board[0]} v{board[1]}, {fp[:16]}); rescore it on the "

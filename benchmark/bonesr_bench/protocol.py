@@ -39,7 +39,7 @@ class ProtocolChoice:
 
 
 def choose_tv_weights(path: str | Path, *, n_specimens: int = N_SPECIMENS,
-                      candidates=TV_CANDIDATES, max_iter: int = 100,
+                      candidates=TV_CANDIDATES,
                       progress: Callable[[str, int, int], None] | None = None) -> ProtocolChoice:
     """Rerun the rule on the train part of the split at ``path`` (it needs the true geometry)."""
     import zarr
@@ -57,7 +57,7 @@ def choose_tv_weights(path: str | Path, *, n_specimens: int = N_SPECIMENS,
     if not names or "labels/truth" not in root[f"train/{names[0]}"]:
         raise SplitError(f"{path}: the rule needs the true geometry, which a split from scans "
                          "does not have")
-    window = segmentation_params(meta)["hr"].window
+    recorded = segmentation_params(meta)
     cal = calibration(meta)
     s = int(meta["scale"])
     hr_um, lr_um = float(meta["hr_voxel_um"]), float(meta["lr_voxel_um"])
@@ -69,7 +69,8 @@ def choose_tv_weights(path: str | Path, *, n_specimens: int = N_SPECIMENS,
         for grid, voxel, reg in (("hr", hr_um, regions), ("lr", lr_um, regions[::s, ::s, ::s])):
             grey = from_raw(np.asarray(g[f"{grid}/0"][...]), cal)
             for w in candidates:
-                m = measure(grey, voxel, reg, SegmentationParams(w, max_iter, window))
+                params = SegmentationParams(w, recorded[grid].tv_max_iter, recorded[grid].window)
+                m = measure(grey, voxel, reg, params)
                 per[grid].setdefault(w, []).append(biological_error(m, truth))
         if progress:
             progress(name, i + 1, len(names))

@@ -46,6 +46,11 @@ class Registration:
     inside: np.ndarray | None = None  # bool, on the grid: inside the LR scan's field of view
     iterations: int = 0  # of the Gauss-Newton refinement (REFINE_ITERATIONS: not converged)
 
+    def record(self, method: str) -> dict:
+        """What a split stores of it: ``method``, NCC, poor, the affine, the iterations."""
+        return {"method": method, "ncc": self.ncc, "poor": self.poor, "matrix": self.matrix,
+                "refine_iterations": self.iterations}
+
     @property
     def coverage(self) -> float:
         """Fraction of the x``scale`` grid inside the LR scan's field of view."""
@@ -126,19 +131,25 @@ REFINE_MARGIN = 2
 SMOOTH_GRID_VOXELS = 1.0
 
 
-def _points(grid: tuple[int, ...], origin_um: float, spacing_um: float, step: int) -> np.ndarray:
-    """Physical coordinates (µm, (n, 3)) of every ``step``-th grid voxel along each axis."""
-    axes = [origin_um + spacing_um * np.arange(0, n, step, dtype=np.float64) for n in grid]
+def _points(grid: tuple[int, ...], origin_um: float, spacing_um: float, step: int = 1,
+            margin: int = 0) -> np.ndarray:
+    """Physical coordinates (µm, (n, 3)) of every ``step``-th grid voxel along each axis,
+    leaving out ``margin`` voxels at each face."""
+    axes = [origin_um + spacing_um * np.arange(margin, n - margin, step, dtype=np.float64)
+            for n in grid]
     return np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)
 
 
-def _warp(coeffs: np.ndarray, affine: np.ndarray, pts: np.ndarray, lr_um: float, order: int,
-          ) -> np.ndarray:
+def _lr_index(affine: np.ndarray, pts: np.ndarray, lr_um: float) -> np.ndarray:
+    """Voxel coordinates (n, 3) in the moving (LR) image of ``affine`` (3 x 4, µm) of ``pts``."""
+    return (pts @ affine[:, :3].T + affine[:, 3]) / lr_um
+
+
+def _warp(coeffs: np.ndarray, idx: np.ndarray, order: int) -> np.ndarray:
     """Values of the moving image (spline ``coeffs`` for order 3, the image itself for order 1)
-    at ``affine`` (3 x 4, physical µm) of ``pts``; outside it, the nearest border value."""
+    at voxel coordinates ``idx``; outside it, the nearest border value."""
     from scipy import ndimage as ndi
 
-    idx = (pts @ affine[:, :3].T + affine[:, 3]) / lr_um
     return ndi.map_coordinates(coeffs, idx.T, order=order, mode="nearest", prefilter=False)
 
 
@@ -148,20 +159,14 @@ def resample(lr: np.ndarray, affine, grid: tuple[int, ...], hr_um: float, lr_um:
     A (HR µm) + b, both with voxel 0 at 0), by linear interpolation; (values, inside its field
     of view). What :func:`register` returns once it has found the affine."""
     half = 0.5 * (scale - 1) * hr_um
-    pts = _points(grid, half, scale * hr_um, 1)
-    a = np.asarray(affine, np.float64)
+    idx = _lr_index(np.asarray(affine, np.float64), _points(grid, half, scale * hr_um), lr_um)
     lr = np.asarray(lr, np.float64)
-    vals = _warp(lr, a, pts, lr_um, 1).reshape(grid).astype(np.float32)
-    inside = _inside(a, pts, lr.shape, lr_um).reshape(grid)
+    vals = _warp(lr, idx, 1).reshape(grid).astype(np.float32)
+    # inside: within half a voxel of the outer voxel centres, as a linear interpolator with
+    # border extension sees the image
+    inside = np.all((idx >= -0.5) & (idx <= np.asarray(lr.shape) - 0.5), axis=1).reshape(grid)
     vals[~inside] = fill
     return vals, inside
-
-
-def _inside(affine: np.ndarray, pts: np.ndarray, shape, lr_um: float) -> np.ndarray:
-    """Whether each of ``pts`` maps inside the moving image of ``shape`` (within half a voxel
-    of its outer voxel centres, as a linear interpolator with border extension sees it)."""
-    idx = (pts @ affine[:, :3].T + affine[:, 3]) / lr_um
-    return np.all((idx >= -0.5) & (idx <= np.asarray(shape) - 0.5), axis=1)
 
 
 def refine(fixed: np.ndarray, moving: np.ndarray, affine: np.ndarray, *, origin_um: float,
@@ -178,9 +183,7 @@ def refine(fixed: np.ndarray, moving: np.ndarray, affine: np.ndarray, *, origin_
     from scipy import ndimage as ndi
 
     inner = tuple(slice(REFINE_MARGIN, n - REFINE_MARGIN, step) for n in fixed.shape)
-    axes = [origin_um + spacing_um * np.arange(n, dtype=np.float64)[sl]
-            for n, sl in zip(fixed.shape, inner, strict=True)]
-    pts = np.stack([x.ravel() for x in np.meshgrid(*axes, indexing="ij")], axis=1)
+    pts = _points(fixed.shape, origin_um, spacing_um, step, REFINE_MARGIN)
     # both images smoothed by a Gaussian of one grid voxel: the least-squares optimum between a
     # sharp HR and a blurrier LR is otherwise pulled off the true pose (measured on a v2
     # specimen: a 0.3 degree tilt)
@@ -195,14 +198,14 @@ def refine(fixed: np.ndarray, moving: np.ndarray, affine: np.ndarray, *, origin_
     it = 0
     while it < REFINE_ITERATIONS:
         it += 1
-        w = _warp(coeffs, a, pts, lr_um, 3)
+        w = _warp(coeffs, _lr_index(a, pts, lr_um), 3)
         g = np.empty((w.size, 3))
         for i in range(3):
             plus, minus = a.copy(), a.copy()
             plus[i, 3] += h
             minus[i, 3] -= h
-            g[:, i] = (_warp(coeffs, plus, pts, lr_um, 3)
-                       - _warp(coeffs, minus, pts, lr_um, 3)) / (2 * h)
+            g[:, i] = (_warp(coeffs, _lr_index(plus, pts, lr_um), 3)
+                       - _warp(coeffs, _lr_index(minus, pts, lr_um), 3)) / (2 * h)
         r = gain * w + offset - target
         # d r / d A_ij = gain g_i x_j, d r / d b_i = gain g_i, d r / d gain = w, d r / d offset = 1
         jac = np.concatenate([gain * (g[:, :, None] * pts[:, None, :]).reshape(-1, 9),

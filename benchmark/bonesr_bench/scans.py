@@ -369,12 +369,10 @@ def _build_one(root: zarr.Group, s: _Surveyed, sv: Survey, masks: MaskOptions,
                      "lie outside the LR scan's field of view (filled with background); crop "
                      "the HR scan to the LR scan's field of view")
     progress("write", i, n, row.name)
-    record = {"method": "ANTsPy affine (Mattes mutual information) from a cross-correlation "
-                        "start, Gauss-Newton refinement (register.refine), LR onto HR, linear "
-                        f"resampling onto the exact x{k} grid",
-              "refine_iterations": reg.iterations,
-              "ncc": reg.ncc, "coverage": coverage, "grid_coverage": reg.coverage,
-              "poor": reg.poor, "matrix": reg.matrix}
+    record = {**reg.record("ANTsPy affine (Mattes mutual information) from a cross-correlation "
+                           "start, Gauss-Newton refinement (register.refine), LR onto HR, "
+                           f"linear resampling onto the exact x{k} grid"),
+              "coverage": coverage, "grid_coverage": reg.coverage}
     hashes = write_specimen(
         root, f"{row.subset}/{row.name}", to_raw(hr, sv.calibration),
         to_raw(reg.lr_on_grid, sv.calibration), sv.hr_voxel_um, sv.hr_voxel_um * k,

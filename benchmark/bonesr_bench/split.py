@@ -87,7 +87,7 @@ def _protocols() -> dict[str, Protocol]:
                        "one TV weight (0.08) for both grids, chosen by eye on HR"),
         "v2": Protocol(
             "synth-v2", "2.0",
-            # calibrated on train specimens against the study's Table I (README, "Split v2")
+            # calibrated on train specimens against the study's Table I (README, "The v2 split")
             ScanParams("hr", binning=1, n_angles=256, photons=120000.0, blur_sigma_um=5.0,
                        gain_sd=0.004),
             ScanParams("lr", binning=2, n_angles=128, photons=20000.0, blur_sigma_um=7.0,
@@ -313,10 +313,9 @@ def _acquire(fraction: np.ndarray, proto: Protocol, um: float, scale: int,
     reg = register(hr.astype(np.float32), lr.astype(np.float32), um,
                    proto.lr_scan.voxel_um(um), scale=scale, seed=seed,
                    fill=float(np.percentile(lr, 0.5)))
-    record = {"method": "register.register (as --from-scans): ANTsPy affine (Mattes MI) from a "
-                        "cross-correlation start, Gauss-Newton refinement, linear resampling",
-              "ncc": reg.ncc, "coverage": reg.coverage, "poor": reg.poor,
-              "matrix": reg.matrix, "refine_iterations": reg.iterations}
+    record = {**reg.record("register.register (as --from-scans): ANTsPy affine (Mattes MI) "
+                           "from a cross-correlation start, Gauss-Newton refinement, linear "
+                           "resampling"), "coverage": reg.coverage}
     return hr, reg.lr_on_grid, {"pose": pose.as_dict(), "registration": record,
                                 "lr_scan_shape": list(lr.shape),
                                 "lr_scan_voxel_um": proto.lr_scan.voxel_um(um)}
@@ -354,11 +353,10 @@ def build(path: str | Path, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
     path = Path(path)
     proto = config.proto
     root = zarr.open_group(str(path), mode="a", zarr_format=2)
-    if is_from_scans(dict(root.attrs.get("bonesr", {}))):
-        raise SplitError(f"{path} was built from scans; resume or repair it with "
-                         f"`{repair_hint(path, dict(root.attrs['bonesr']))}`, not as a synthetic "
-                         "split")
     old = dict(root.attrs.get("bonesr", {}))
+    if is_from_scans(old):
+        raise SplitError(f"{path} was built from scans; resume or repair it with "
+                         f"`{repair_hint(path, old)}`, not as a synthetic split")
     if old.get("config") not in (None, config.name):
         raise SplitError(f"{path} holds the {old.get('split')} split, not {config.split_id}; "
                          f"resume it with `{repair_hint(path, old)}` or build "
@@ -543,11 +541,12 @@ def repair_hint(path: str | Path, meta: dict) -> str:
     if is_from_scans(meta):
         return (f"bonesr-bench data build --from-scans {meta.get('scans_csv', 'scans.csv')} "
                 f"--out {path}")
-    config = meta.get("config", DEFAULT_SPLIT)
-    version = "v1" if config in ("v1", "mini-v1", "bonebox") else "v2"
-    flags = " --split mini" if config.startswith("mini") else ""
-    flags += " --donor bonebox" if config == "bonebox" else ""
-    flags += " --version v1" if version == "v1" and config != "bonebox" else ""
+    config = SPLITS.get(meta.get("config", DEFAULT_SPLIT), SPLITS[DEFAULT_SPLIT])
+    if config.donor is not None:
+        flags = f" --donor {config.donor}"
+    else:
+        flags = " --split mini" if config.name.startswith("mini") else ""
+        flags += f" --version {config.protocol}" if config.protocol != DEFAULT_SPLIT else ""
     return f"bonesr-bench data build{flags} --out {path}"
 
 

@@ -275,12 +275,9 @@ def _box_weights(n_in: int, pitch: float, centred: bool) -> np.ndarray:
     (the overlap of each bin with each sample, over the bin's width): a detector of another
     pixel size. ``centred``: the bins are centred on the samples' centre (the rotation axis),
     else they start at the first sample (the stack's first slice)."""
-    if centred:  # whole bins only: a bin past the detector's edge would read as attenuation
-        n_out = int(n_in // pitch)
-        lo = (np.arange(n_out) - n_out / 2) * pitch + n_in / 2
-    else:
-        n_out = int(n_in // pitch)
-        lo = np.arange(n_out) * pitch
+    n_out = int(n_in // pitch)  # whole bins only: one past the edge would read as attenuation
+    lo = ((np.arange(n_out) - n_out / 2) * pitch + n_in / 2 if centred
+          else np.arange(n_out) * pitch)
     edges_in = np.arange(n_in + 1, dtype=np.float64)
     a = np.maximum(lo[:, None], edges_in[None, :-1])
     b = np.minimum(lo[:, None] + pitch, edges_in[None, 1:])
