@@ -1,4 +1,4 @@
-"""Perceptual metrics as the reference study computed them (``../shared/DESIGN.md`` §3).
+"""Perceptual metrics as the reference study computed them (README, "Evaluate a model", step 4).
 
 Per 2D axial slice: intensities on the split's fixed window mapped to [0, 255] (clipped, not
 rounded), ``shave`` pixels removed from each border (the scale, 2 for x2), PSNR with peak 255,

@@ -1,4 +1,4 @@
-"""Loading SR models through the public submission interface (``../shared/DESIGN.md`` §2).
+"""Loading SR models through the public submission interface (``submissions/README.md``).
 
 A submission is a Python file, a ``package.module:attribute``, or the name of an entry point in
 the group ``bonesr_bench.models``. It provides a factory ``load(device) -> model``; the model has

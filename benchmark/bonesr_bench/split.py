@@ -1,6 +1,6 @@
 """The benchmark split: a versioned, registered HR/LR zarr store with the true geometry beside it.
 
-Layout (``../shared/DESIGN.md`` §1; each image is a one-level OME-Zarr 0.4 image group, so napari
+Layout (README, "The v2 split"; each image is a one-level OME-Zarr 0.4 image group, so napari
 opens ``<store>/test/<specimen>/hr`` directly, voxel sizes in micrometres)::
 
     <split>.zarr/   attrs["bonesr"]: id, version, scale, voxel sizes, intensity calibration,
