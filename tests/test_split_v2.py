@@ -54,6 +54,35 @@ def test_the_same_fingerprint_with_one_or_two_threads_and_a_generic_target(tmp_p
     assert one == generic == fp
 
 
+def test_two_worker_processes_build_the_same_bytes_and_resume(tmp_path, mini_split):
+    """Built by two single-threaded worker processes, the mini split has the session's
+    fingerprint; a specimen removed afterwards is rebuilt alone (the others kept)."""
+    fp = dict(zarr.open_group(str(mini_split), mode="r").attrs["bonesr"])["fingerprint"]
+    path = tmp_path / "two.zarr"
+    seen = []
+    assert build(path, SPLITS["mini"], workers=2,
+                 progress=lambda name, done, total: seen.append((name, done, total))) == fp
+    assert sorted(n for n, _, _ in seen) == ["s1000", "s1001", "s2000", "s2001"]
+    assert [d for _, d, _ in seen] == [1, 2, 3, 4] and {t for _, _, t in seen} == {4}
+    kept = (path / "train" / "s1000" / ".zattrs").stat().st_mtime_ns
+    del zarr.open_group(str(path), mode="a", zarr_format=2)["test/s2001"]
+    assert build(path, SPLITS["mini"], workers=2) == fp
+    assert (path / "train" / "s1000" / ".zattrs").stat().st_mtime_ns == kept
+    assert (path / "test" / "s2001" / ".zattrs").exists()
+
+
+def test_a_failing_worker_reports_the_specimen_and_the_reason(tmp_path):
+    """A worker answers a job it cannot do with one line naming the specimen and the error."""
+    job = {"path": str(tmp_path / "x.zarr"), "subset": "test", "name": "s2000", "seed": 2000,
+           "config": {"name": "mini", "hr_shape": [16, 96, 96], "train_seeds": [],
+                      "test_seeds": [2000], "protocol": "v9"}}
+    out = subprocess.run([sys.executable, "-c", "from bonesr_bench.split import _worker_main; "
+                          "_worker_main()"], input=json.dumps(job) + "\n", capture_output=True,
+                         text=True, check=True, timeout=120)
+    reply = json.loads(out.stdout)
+    assert reply["name"] == "s2000" and reply["error"].startswith("KeyError")
+
+
 def test_the_lr_scan_is_a_separate_acquisition_registered_onto_hr(mini_split):
     root = zarr.open_group(str(mini_split), mode="r")
     for name in ("test/s2000", "train/s1001"):

@@ -255,6 +255,10 @@ def data_build(
         "Default: --tv-weight. The same weight smooths an LR scan twice as far in micrometres: "
         "a smaller one is fairer to it.", show_default=False,
         rich_help_panel="Splits from real scans")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Specimens built at once, each in its own single-threaded "
+        "process (the bytes do not depend on it). Default: one per core, as memory allows "
+        "(2.5 GB each).", show_default=False)] = None,
 ):
     """Build the synthetic split (specimens, simulated HR and LR scans, true geometry), or a split
     from your own HR/LR scans (--from-scans).
@@ -308,7 +312,7 @@ def data_build(
     with Progress(*columns, console=err) as bar:
         task = bar.add_task(f"building {path.name} ({part})", total=len(config.specimens(part)))
         try:
-            fp = build(path, config, part=part, device=dev,
+            fp = build(path, config, part=part, device=dev, workers=workers,
                        progress=lambda name, done, total: bar.update(task, completed=done))
         except SplitError as exc:
             bar.update(task, visible=False)

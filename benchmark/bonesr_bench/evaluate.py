@@ -96,7 +96,7 @@ def resolve_split(split: str | Path | None, subset: str = "test",
         path = default_path(config)
         part = subset if config.name in ("v1", "v2") else "all"
         n = len(config.specimens(part))
-        return ensure_report(path, config, part=part,
+        return ensure_report(path, config, part=part, workers=None,
                              progress=lambda name, done, total: progress("build", done, n, name))
     path = Path(split)
     if not path.exists():

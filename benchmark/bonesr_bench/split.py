@@ -20,8 +20,10 @@ incomplete specimens that the next build redoes; verification recomputes every h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -303,8 +305,8 @@ def _acquire(fraction: np.ndarray, proto: Protocol, um: float, scale: int,
 
     pad = proto.pad_slices
     p = line_integrals_exact(fraction, proto.hr_scan.n_angles, hr_voxel_um=um)
-    hr = scan_exact(p, proto.hr_scan, hr_voxel_um=um, seed=2 * seed + 1)
-    hr = hr[pad: hr.shape[0] - pad]
+    hr = scan_exact(p, proto.hr_scan, hr_voxel_um=um, seed=2 * seed + 1,
+                    keep=slice(pad, p.shape[0] - pad))
     del p
     pose = draw_pose(seed, proto.pose_deg, proto.pose_shift_um)
     p = line_integrals_exact(posed(fraction, pose, um), proto.lr_scan.n_angles, hr_voxel_um=um)
@@ -342,13 +344,150 @@ def write_specimen(root: zarr.Group, key: str, hr_raw: np.ndarray, lr_raw: np.nd
     return hashes
 
 
+#: what each build worker process runs with: one thread in every library that starts its own
+#: (numba, OpenMP, BLAS, ITK), so that n workers use n cores
+WORKER_ENV = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                            "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"), "1")
+#: memory one worker needs (peak RSS of a v2 specimen's build: 2.2 GB), bytes
+WORKER_MEMORY = 2.5e9
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _available_memory() -> float | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def auto_workers(specimens: int) -> int:
+    """How many specimens to build at once: one per usable core, as memory allows
+    (:data:`WORKER_MEMORY` each), at most ``specimens``, at least 1."""
+    mem = _available_memory()
+    by_memory = int(mem // WORKER_MEMORY) if mem else specimens
+    return max(1, min(_usable_cores(), by_memory, specimens))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``os.environ`` updated by ``values`` inside the block (what spawned processes inherit)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_main() -> None:
+    """A build worker process (see :func:`_build_specimens`): reads one JSON job a line on stdin
+    (store path, split config, subset, name, seed), builds that specimen, answers one JSON line
+    on stdout ({"name"} or {"name", "error"}); exits at the end of stdin."""
+    import sys
+
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever a library prints goes to the log, not into the replies
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            c = job["config"]
+            config = SplitConfig(**{**c, **{k: tuple(c[k]) for k in
+                                            ("hr_shape", "train_seeds", "test_seeds")}})
+            root = zarr.open_group(job["path"], mode="a", zarr_format=2)
+            _build_specimen(root, config, job["subset"], job["name"], job["seed"], "cpu")
+            replies.write(json.dumps({"name": job["name"]}) + "\n")
+        except Exception as exc:  # reported by the parent, which stops the build
+            replies.write(json.dumps({"name": job["name"],
+                                      "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+
+
+def _build_specimens(path: Path, root, config: SplitConfig, todo: list[tuple[str, str, int]],
+                     device, workers: int) -> Iterator[str]:
+    """Build ``todo`` (subset, name, seed), yielding each name when its specimen is written: in
+    this process when ``workers`` is 1, else in that many single-threaded worker processes
+    (:data:`WORKER_ENV`), each given the next specimen when it is done with one. The bytes do
+    not depend on it; an interrupted build leaves the specimens in progress incomplete, which
+    the next build redoes.
+
+    By hand rather than multiprocessing: a spawned pool re-runs the caller's main script in
+    every worker, which breaks an unguarded script; a worker here imports only the package."""
+    if workers <= 1 or len(todo) <= 1 or str(device) != "cpu":
+        for subset, name, seed in todo:
+            _build_specimen(root, config, subset, name, seed, device)
+            yield name
+        return
+    import queue
+    import subprocess
+    import sys
+    import threading
+    from dataclasses import asdict
+
+    jobs = iter([json.dumps({"path": str(path), "config": asdict(config), "subset": subset,
+                             "name": name, "seed": seed}) + "\n"
+                 for subset, name, seed in todo])
+    lock, replies = threading.Lock(), queue.Queue()
+    procs = [subprocess.Popen([sys.executable, "-c",
+                               "from bonesr_bench.split import _worker_main; _worker_main()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, **WORKER_ENV})
+             for _ in range(min(workers, len(todo)))]
+
+    def feed(proc):
+        while True:
+            with lock:
+                job = next(jobs, None)
+            if job is None:
+                break
+            proc.stdin.write(job)
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            replies.put(json.loads(line) if line else
+                        {"name": json.loads(job)["name"],
+                         "error": f"the worker process died (exit {proc.wait()})"})
+        proc.stdin.close()
+
+    threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in procs]
+    for t in threads:
+        t.start()
+    finished = False
+    try:
+        for _ in todo:
+            reply = replies.get()
+            if "error" in reply:
+                raise SplitError(f"building specimen {reply['name']} failed: {reply['error']}")
+            yield reply["name"]
+        finished = True
+    finally:
+        for p in procs:
+            if not finished:  # an error or an interrupt: the specimens in progress stay incomplete
+                p.kill()
+            p.wait()
+
+
 def build(path: str | Path, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
-          part: str = "all",
-          device="cpu", progress: Callable[[str, int, int], None] | None = None) -> str:
+          part: str = "all", device="cpu",
+          progress: Callable[[str, int, int], None] | None = None,
+          workers: int | None = 1) -> str:
     """Build (or resume, or repair) the split at ``path``; returns its fingerprint.
 
     Complete specimens whose arrays still match their recorded hashes are kept; incomplete or
-    altered ones are rebuilt. ``progress(name, done, total)`` is called after each specimen.
+    altered ones are rebuilt, ``workers`` at a time (None: :func:`auto_workers`; CPU builds
+    only). ``progress(name, done, total)`` is called after each specimen.
     """
     path = Path(path)
     proto = config.proto
@@ -363,13 +502,21 @@ def build(path: str | Path, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
                          f"{config.split_id} at another --out")
     parts = set(old.get("parts", []))
     parts |= _subsets(part)
-    todo = config.specimens(part)
-    for i, (subset, name, seed) in enumerate(todo):
-        ok = _specimen_complete(root, subset, name) and not _check_specimen(root, subset, name)
-        if not ok:
-            _build_specimen(root, config, subset, name, seed, device)
+    specimens = config.specimens(part)
+    todo, done = [], 0
+    for subset, name, seed in specimens:
+        if _specimen_complete(root, subset, name) and not _check_specimen(root, subset, name):
+            done += 1
+            if progress:
+                progress(name, done, len(specimens))
+        else:
+            todo.append((subset, name, seed))
+    workers = auto_workers(len(todo)) if workers is None else workers
+    for name in _build_specimens(path, root, config, todo, device, workers):
+        done += 1
         if progress:
-            progress(name, i + 1, len(todo))
+            progress(name, done, len(specimens))
+    root = zarr.open_group(str(path), mode="a", zarr_format=2)  # what the workers wrote
     table = {}
     for subset, name, _ in config.specimens("all"):
         if subset in parts and _specimen_complete(root, subset, name):
@@ -472,6 +619,19 @@ def compare_to_canonical(path: str | Path, table: dict,
             out[key] = (f"{'within tolerance' if ok else 'differs'}: {100 * frac:.4f} % of "
                         "voxels")
     return out
+
+
+def canonical_fingerprints(split: str) -> set[str]:
+    """The fingerprints a store identical to the committed canonical split can have: of the
+    whole split, of its test part alone and of its train part alone (a store holds the parts
+    built so far, e.g. only the test part that ``evaluate`` builds on first use)."""
+    table = canonical(split)
+    if not table:
+        return set()
+    shas = {k: v["sha256"] for k, v in table["arrays"].items()}
+    parts = [shas] + [{k: v for k, v in shas.items() if k.startswith(f"{p}/")}
+                      for p in ("test", "train")]
+    return {table["fingerprint"]} | {fingerprint(t) for t in parts if t}
 
 
 def canonical_table(path: str | Path) -> dict:
@@ -583,17 +743,19 @@ def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
 
 def ensure(path: str | Path | None = None, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
            part: str = "test", device="cpu",
-           progress: Callable[[str, int, int], None] | None = None) -> Path:
+           progress: Callable[[str, int, int], None] | None = None,
+           workers: int | None = 1) -> Path:
     """The split at ``path`` (default: the per-user cache), built first if it is missing,
     incomplete or altered; what ``evaluate`` calls before scoring. Returns the path."""
-    return ensure_report(path, config, part=part, device=device, progress=progress)[0]
+    return ensure_report(path, config, part=part, device=device, progress=progress,
+                         workers=workers)[0]
 
 
 def ensure_report(path: str | Path | None = None,
                   config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
                   part: str = "test", device="cpu",
                   progress: Callable[[str, int, int], None] | None = None,
-                  ) -> tuple[Path, VerifyReport | None]:
+                  workers: int | None = 1) -> tuple[Path, VerifyReport | None]:
     """:func:`ensure`, also returning the verification report when the split was already
     there and verified (None when it was just built), so a caller need not verify it twice."""
     path = Path(path) if path is not None else default_path(config)
@@ -602,7 +764,7 @@ def ensure_report(path: str | Path | None = None,
         if report.ok and _subsets(part) <= set(report.parts):
             return path, report
     path.parent.mkdir(parents=True, exist_ok=True)
-    build(path, config, part=part, device=device, progress=progress)
+    build(path, config, part=part, device=device, progress=progress, workers=workers)
     return path, None
 
 

@@ -123,6 +123,26 @@ def paint_plates(out, tri, half_thickness, step_um, origin_um):
 
 
 @njit(cache=True, parallel=True)
+def block_count(fine, s):
+    """Number of True voxels of the bool grid ``fine`` in each ``s``^3 block (uint8, s <= 6);
+    trailing voxels dropped. By hand: numpy's reduction over the three block axes of a 6-d view
+    took 0.8 s per call on a v2 specimen, this 0.1 s; counts are exact whatever the order."""
+    d, h, w = fine.shape[0] // s, fine.shape[1] // s, fine.shape[2] // s
+    out = np.zeros((d, h, w), dtype=np.uint8)
+    for z in prange(d):
+        for dz in range(s):
+            for y in range(h):
+                for dy in range(s):
+                    row = fine[z * s + dz, y * s + dy]
+                    for x in range(w):
+                        c = 0
+                        for dx in range(s):
+                            c += row[x * s + dx]
+                        out[z, y, x] += c
+    return out
+
+
+@njit(cache=True, parallel=True)
 def polar_shell(shape, step_um, centre_yx, r_out, r_in, n_theta):
     """Per fine voxel: 2 inside the cortical shell (r_in <= r < r_out), 1 inside the endosteal
     surface (r < r_in), 0 outside. ``r_out``/``r_in`` are (z, n_theta) radii in µm sampled at
@@ -132,11 +152,21 @@ def polar_shell(shape, step_um, centre_yx, r_out, r_in, n_theta):
     two_pi = 2 * np.pi
     for z in prange(d):
         cy, cx = centre_yx[z, 0], centre_yx[z, 1]
+        # radii below every interpolated r_in (above every r_out) of the slice need no angle:
+        # a convex combination of two radii is never below the smaller by more than a few ulp,
+        # well inside the 1e-9 margin
+        sure_in = r_in[z].min() * (1 - 1e-9)
+        sure_out = r_out[z].max() * (1 + 1e-9)
         for y in range(h):
             py = (y + 0.5) * step_um - cy
             for x in range(w):
                 px = (x + 0.5) * step_um - cx
                 r = np.sqrt(py * py + px * px)
+                if r < sure_in:
+                    out[z, y, x] = 1
+                    continue
+                if r >= sure_out:
+                    continue
                 th = np.arctan2(py, px) % two_pi
                 f = th / two_pi * n_theta
                 k = int(f) % n_theta

@@ -299,10 +299,12 @@ def line_integrals_exact(fraction: np.ndarray, n_angles: int, *,
 
 
 def scan_exact(p: np.ndarray, params: ScanParams, *, hr_voxel_um: float = 10.5,
-               seed: int = 0) -> np.ndarray:
+               seed: int = 0, keep: slice = slice(None)) -> np.ndarray:
     """:func:`scan_from_projections` on the CPU, reproducible bit for bit (see above): detector
     blur and binning, gain errors, Poisson noise, Shepp-Logan FBP; attenuation in 1/cm, float64.
-    ``p``: line integrals (Z, A, N) at a multiple of ``params.n_angles`` angles."""
+    ``p``: line integrals (Z, A, N) at a multiple of ``params.n_angles`` angles. ``keep``: the
+    detector rows (slices) reconstructed and returned; noise is drawn for every row, so a kept
+    slice is the same as in the whole reconstruction (each slice is back-projected alone)."""
     rng = np.random.default_rng([int(seed), 2])
     z, a_all, n = p.shape
     b = params.binning
@@ -324,7 +326,7 @@ def scan_exact(p: np.ndarray, params: ScanParams, *, hr_voxel_um: float = 10.5,
     counts = np.maximum(rng.poisson(params.photons * intensity * gain), 1).astype(np.float64)
     filt = _ramp_filter64(-np.log(counts / params.photons))
     cos_t, sin_t = _trig(_angles(params.n_angles))
-    recon = _raster.backproject_linear(filt.astype(np.float32), cos_t, sin_t, n_det)
+    recon = _raster.backproject_linear(filt[keep].astype(np.float32), cos_t, sin_t, n_det)
     return recon.astype(np.float64) * (1e4 / params.voxel_um(hr_voxel_um))
 
 
