@@ -127,6 +127,31 @@ def test_a_comparable_result_joins_with_its_own_fingerprint(scored_bicubic, tmp_
         add(far, results)
 
 
+def test_a_result_on_the_canonical_test_part_alone_joins_the_committed_board(tmp_path):
+    """What a new user's first evaluate builds is the test part only: its fingerprint (of the
+    test arrays) is not the whole split's, yet it is the canonical split and joins the committed
+    leaderboard; a result claiming the canonical split with any other fingerprint is refused."""
+    from bonesr_bench.split import canonical, canonical_fingerprints, fingerprint
+
+    committed = ROOT / "leaderboard" / "results"
+    table = canonical("synth-v2")
+    test_fp = fingerprint({k: v["sha256"] for k, v in table["arrays"].items()
+                           if k.startswith("test/")})
+    assert test_fp in canonical_fingerprints("synth-v2") and test_fp != table["fingerprint"]
+    results = tmp_path / "results"
+    results.mkdir()
+    for f in committed.glob("*.json"):
+        (results / f.name).write_bytes(f.read_bytes())
+    res = result.read(committed / "bicubic.json")
+    fresh = _variant(tmp_path, res, "fresh", entry="fresh", **{"split.fingerprint": test_fp})
+    add(fresh, results)
+    kept, excluded, _ = load_results(results)
+    assert "fresh" in kept and not excluded
+    stale = _variant(tmp_path, res, "stale", entry="stale", **{"split.fingerprint": "c" * 64})
+    with pytest.raises(LeaderboardError, match="differs from the leaderboard"):
+        add(stale, results)
+
+
 def test_committed_results_validate_and_share_one_split():
     files = sorted((ROOT / "leaderboard" / "results").glob("*.json"))
     assert {"hr-scan.json", "lr-scan.json"} <= {f.name for f in files}

@@ -22,18 +22,20 @@ class LeaderboardError(RuntimeError):
     """A result that cannot join the leaderboard: one line naming the problem and the fix."""
 
 
-def _expected_fingerprint(valid: dict[str, dict]) -> str | None:
-    """The leaderboard's split: the committed canonical fingerprint of the results' (most
-    common) split id, else the most common fingerprint."""
-    from .split import canonical
+def _expected_fingerprint(valid: dict[str, dict]) -> tuple[str | None, set[str]]:
+    """The leaderboard's split: (the committed canonical fingerprint of the results' (most
+    common) split id, else the most common fingerprint; every fingerprint of that split, its
+    test part alone included, :func:`split.canonical_fingerprints`)."""
+    from .split import canonical, canonical_fingerprints
 
     ids = Counter(r["split"].get("id") for r in valid.values())
     top = ids.most_common(1)[0][0] if ids else None
     table = canonical(top) if top else None
     if table and table.get("fingerprint"):
-        return table["fingerprint"]
+        return table["fingerprint"], canonical_fingerprints(top)
     fps = Counter(r["split"]["fingerprint"] for r in valid.values())
-    return fps.most_common(1)[0][0] if fps else None
+    fp = fps.most_common(1)[0][0] if fps else None
+    return fp, {fp} if fp else set()
 
 
 def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[str, str]],
@@ -54,11 +56,12 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
             excluded.append((f.name, f"a failed run: {res['reason']}"))
             continue
         valid[f.name] = res
-    fp = _expected_fingerprint(valid)
+    fp, same = _expected_fingerprint(valid)
     board = _leaderboard_id(valid)
     kept: dict[str, dict] = {}
     for name, res in valid.items():
-        if fp is not None and res["split"]["fingerprint"] != fp and not _comparable(res, board):
+        if fp is not None and res["split"]["fingerprint"] not in same and \
+                not _comparable(res, board):
             excluded.append((name, f"scored on another split (fingerprint "
                                    f"{res['split']['fingerprint'][:12]}, the leaderboard's is "
                                    f"{fp[:12]}): outdated or not comparable; rescore it"))
@@ -95,7 +98,7 @@ def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: b
                                f"{split.get('id')} split nor comparable to it; evaluate on the "
                                "canonical split (`--split v2`) or pass --allow-other-split")
     valid, _, fp = load_results(results_dir)
-    if not valid or fp is None or split["fingerprint"] == fp:
+    if not valid or fp is None or split["fingerprint"] in _expected_fingerprint(valid)[1]:
         return
     board = _leaderboard_id(valid)
     if _comparable(res, board):
