@@ -71,3 +71,19 @@ def test_cubic_rod_lattice_has_minus_two_per_cell(cells):
     assert delta_chi(lattice) == pytest.approx(-2 * cells**3)
     tv_mm3 = n**3 * 0.01**3
     assert connectivity_density(lattice, 10.0) == pytest.approx((1 + 2 * cells**3) / tv_mm3)
+
+
+def test_conn_d_without_bone_is_undefined_as_in_the_full_morphometry():
+    """No bone in the VOI: Conn.D is NaN, as trabecular_morphometry reports it (not 1/TV)."""
+    import math
+
+    from bonesr_bench.morphometry import connectivity_density, trabecular_morphometry
+
+    empty = np.zeros((12, 12, 12), bool)
+    assert math.isnan(connectivity_density(empty, 10.5))
+    assert math.isnan(trabecular_morphometry(empty, 10.5).conn_d_per_mm3)
+    mask = np.zeros_like(empty)
+    mask[2:10, 2:10, 2:10] = True
+    bone = np.zeros_like(empty)
+    bone[0, 0, 0] = True  # outside the VOI
+    assert math.isnan(connectivity_density(bone, 10.5, mask=mask))

@@ -198,11 +198,15 @@ def trabecular_number(tb_th_um: float, tb_sp_um: float) -> float:
 
 
 def connectivity_density(bone, voxel_um, *, mask=None) -> float:
-    """Conn.D = (1 - Δχ) / TV in mm^-3 (Odgaard & Gundersen 1993; BoneJ's Δχ)."""
+    """Conn.D = (1 - Δχ) / TV in mm^-3 (Odgaard & Gundersen 1993; BoneJ's Δχ). NaN if no bone
+    (as :func:`trabecular_morphometry`: an empty VOI has no network to count)."""
     b, m = _check(bone, voxel_um, mask)
     box = _crop(m)
+    inside = b[box] & m[box]
+    if not inside.any():
+        return float("nan")
     tv_mm3 = float(m.sum()) * (voxel_um * 1e-3) ** 3
-    return (1.0 - delta_chi(b[box] & m[box])) / tv_mm3
+    return (1.0 - delta_chi(inside)) / tv_mm3
 
 
 def degree_of_anisotropy(bone, *, mask=None) -> tuple[float, float]:
