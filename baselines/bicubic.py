@@ -1,29 +1,7 @@
-"""Bicubic x2 up-sampling: the first baseline and the harness's reference.
+"""Bicubic x2 up-sampling, the first baseline, as a submission file (``benchmark/docs/DESIGN.md``
+§2): the harness's own reference model (``bonesr_bench.models.bicubic``, also the installed
+entry point ``bicubic``), so that the file and the entry point are one model."""
 
-A submission file in the public interface (DESIGN §2): ``load(device)`` returns the model. Slices
-are up-sampled in-plane with torch's bicubic kernel (a = -0.75, the kernel of Keys 1981 used by
-most SR code); no weights, no training.
-"""
+from bonesr_bench.models.bicubic import Bicubic, load
 
-from __future__ import annotations
-
-import torch
-import torch.nn.functional as F
-
-
-class Bicubic:
-    name = "bicubic"
-    scale = 2
-    input = "slice"
-    authors = "bonesr-bench"
-    paper = "Keys R (1981) Cubic convolution interpolation for digital image processing"
-    licence = "BSD-3-Clause"
-    training_data = "none"
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        sr = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return sr.clamp(0.0, 1.0)
-
-
-def load(device) -> Bicubic:
-    return Bicubic()
+__all__ = ["Bicubic", "load"]

@@ -70,7 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bonesr_bench.training import Recipe, load_weights, make_optimiser, make_scheduler
+from bonesr_bench.models import TorchModel
+from bonesr_bench.training import Recipe, make_optimiser, make_scheduler
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "dan.safetensors"
 CONFIG = {"nf": 64, "nb": 40, "loop": 4, "estimator_nf": 64, "estimator_blocks": 5,
@@ -354,27 +355,16 @@ def task(net: DAN, recipe: Recipe, device="cpu") -> DANTask:
 # Submission
 
 
-class DANModel:
+class DANModel(TorchModel):
     name = "dan"
-    scale = 2
-    input = "slice"
     authors = "bonesr-bench (after Luo, Huang, Li, Wang & Tan 2020)"
     paper = ("Luo Z, Huang Y, Li S, Wang L, Tan T (2020) Unfolding the alternating optimization "
              "for blind super resolution. NeurIPS")
     licence = "BSD-3-Clause"
-    training_data = "bonesr-bench synth-v1 train split (HR slices, DAN setting-1 degradation)"
+    training_data = "bonesr-bench synth-v2 train split (HR slices, DAN setting-1 degradation)"
     weights = WEIGHTS
-
-    def __init__(self, net: DAN):
-        self.net = net
-
-    def parameters(self):
-        return self.net.parameters()
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr).clamp(0.0, 1.0)
 
 
 def load(device) -> DANModel:
-    net = load_weights(network(), WEIGHTS, train_hint="bonesr-bench train baselines/dan.py")
-    return DANModel(net.to(device).eval())
+    return DANModel.from_weights(
+        network(), WEIGHTS, device, train_hint="bonesr-bench train baselines/dan.py")

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bonesr_bench.training import Recipe, SupervisedTask, load_weights
+from bonesr_bench.models import TorchModel
+from bonesr_bench.training import Recipe, SupervisedTask
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "fsrcnn.safetensors"
 CONFIG = {"d": 56, "s": 12, "m": 4, "scale": 2}
@@ -71,26 +72,15 @@ def task(net: FSRCNN, recipe: Recipe, device="cpu") -> SupervisedTask:
     return SupervisedTask(net, recipe, device, param_groups=groups)
 
 
-class FSRCNNModel:
+class FSRCNNModel(TorchModel):
     name = "fsrcnn"
-    scale = 2
-    input = "slice"
     authors = "bonesr-bench (after Dong, Loy & Tang 2016)"
     paper = "Dong C, Loy CC, Tang X (2016) Accelerating the super-resolution CNN. ECCV"
     licence = "BSD-3-Clause"
-    training_data = "bonesr-bench synth-v1 train split"
+    training_data = "bonesr-bench synth-v2 train split"
     weights = WEIGHTS
-
-    def __init__(self, net: FSRCNN):
-        self.net = net
-
-    def parameters(self):
-        return self.net.parameters()
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr).clamp(0.0, 1.0)
 
 
 def load(device) -> FSRCNNModel:
-    net = load_weights(network(), WEIGHTS, train_hint="bonesr-bench train baselines/fsrcnn.py")
-    return FSRCNNModel(net.to(device).eval())
+    return FSRCNNModel.from_weights(
+        network(), WEIGHTS, device, train_hint="bonesr-bench train baselines/fsrcnn.py")

@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bonesr_bench.training import Recipe, load_weights, make_optimiser
+from bonesr_bench.models import TorchModel
+from bonesr_bench.training import Recipe, make_optimiser
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "pix2pix.safetensors"
 CONFIG = {"ngf": 64, "depth": 7, "dropout": 0.5, "norm": "batch", "ndf": 64, "d_layers": 3,
@@ -254,27 +255,16 @@ def task(net: UNetSR, recipe: Recipe, device="cpu") -> Pix2PixTask:
     return Pix2PixTask(net, recipe, device)
 
 
-class Pix2PixModel:
+class Pix2PixModel(TorchModel):
     name = "pix2pix"
-    scale = 2
-    input = "slice"
     authors = "bonesr-bench (after Isola, Zhu, Zhou & Efros 2017)"
     paper = ("Isola P, Zhu J-Y, Zhou T, Efros AA (2017) Image-to-image translation with "
              "conditional adversarial networks. CVPR")
     licence = "BSD-3-Clause"
-    training_data = "bonesr-bench synth-v1 train split"
+    training_data = "bonesr-bench synth-v2 train split"
     weights = WEIGHTS
-
-    def __init__(self, net: UNetSR):
-        self.net = net
-
-    def parameters(self):
-        return self.net.parameters()
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr).clamp(0.0, 1.0)
 
 
 def load(device) -> Pix2PixModel:
-    net = load_weights(network(), WEIGHTS, train_hint="bonesr-bench train baselines/pix2pix.py")
-    return Pix2PixModel(net.to(device).eval())
+    return Pix2PixModel.from_weights(
+        network(), WEIGHTS, device, train_hint="bonesr-bench train baselines/pix2pix.py")

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bonesr_bench.training import Recipe, load_weights
+from bonesr_bench.models import TorchModel
+from bonesr_bench.training import Recipe
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "rcan.safetensors"
 CONFIG = {"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16, "scale": 2}
@@ -90,28 +91,16 @@ def network(config: dict | None = None) -> RCAN:
     return RCAN(**(config or CONFIG))
 
 
-class RCANModel:
+class RCANModel(TorchModel):
     name = "rcan"
-    scale = 2
-    input = "slice"
     authors = "bonesr-bench (after Zhang et al. 2018)"
     paper = ("Zhang Y et al. (2018) Image super-resolution using very deep residual channel "
              "attention networks. ECCV")
     licence = "BSD-3-Clause"
-    training_data = "bonesr-bench synth-v1 train split"
+    training_data = "bonesr-bench synth-v2 train split"
     weights = WEIGHTS
-
-    def __init__(self, net: RCAN):
-        self.net = net
-
-    def parameters(self):
-        return self.net.parameters()
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr).clamp(0.0, 1.0)
 
 
 def load(device) -> RCANModel:
-    net = load_weights(network(), WEIGHTS, train_hint="bonesr-bench train baselines/rcan.py "
-                       "(GPU, about 20 minutes)")
-    return RCANModel(net.to(device).eval())
+    return RCANModel.from_weights(network(), WEIGHTS, device, train_hint="bonesr-bench train "
+                                  "baselines/rcan.py (GPU, about 20 minutes)")

@@ -16,8 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from bonesr_bench.cli import app
-from bonesr_bench.inference import run_model
 from bonesr_bench.models import SubmissionError, load_model, manifest
+from bonesr_bench.models.inference import run_model
 from bonesr_bench.training import Recipe, TrainingError, TrainOptions, load_weights, train
 
 from conftest import load_baseline
@@ -193,3 +193,19 @@ def test_train_usage_errors_are_one_line(args, message, monkeypatch):
 def test_recipe_rejects_unknown_choices():
     with pytest.raises(TrainingError, match="Recipe.loss"):
         Recipe(iterations=10, loss="huber")
+
+
+def test_training_on_a_split_without_its_train_part_names_a_real_option(tmp_path, monkeypatch):
+    """The hint is a command that exists (`data build --split train`, not `--part`)."""
+    from bonesr_bench.split import SPLITS, build
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    path = tmp_path / "test-only.zarr"
+    build(path, SPLITS["mini"], part="test")
+    r = runner.invoke(app, ["train", "baselines/fsrcnn.py", "--split", str(path), "--tiny",
+                            "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "--part" not in r.output
+    text = " ".join(r.output.split())
+    assert f"bonesr-bench data build --split train --out {path}" in text
+    data = runner.invoke(app, ["data", "build", "--help"])
+    assert "--split" in data.output and "--part" not in data.output

@@ -127,8 +127,8 @@ def test_version_and_help():
 
 
 def test_a_bone_section_gets_automatic_regions_that_can_be_saved_and_reused(tmp_path):
-    from bonesr_bench.io import read_volume
-    from bonesr_bench.masks import dice
+    from bonesr_bench.split.readers import read_volume
+    from bonesr_bench.split.regions import dice
     from test_readers import write_isq
 
     from conftest import tibia_section
@@ -166,3 +166,25 @@ def test_a_volume_without_cortex_is_measured_whole(bone_file, tmp_path):
                           (["--trabecula-um", "0"], "positive")]:
         res = run("morphometry", bone_file[0], *args)
         assert res.exit_code == 2 and message in res.stderr, res.output
+
+
+def test_progress_off_a_terminal_is_plain_lines_with_counts_and_an_eta(tmp_path):
+    """Output to a file or a CI log: one line per stage at its start, then every few seconds,
+    and at its end; counts, unit, ETA (rich bars show nothing off a terminal)."""
+    from bonesr_bench.cli import common
+
+    lines = []
+    common.err.print = lambda text, **kw: lines.append(text)  # the module's console
+    try:
+        report = common._Lines({"build": ("building", "specimens")}, every_s=0.0)
+        for done in range(0, 5):
+            report("build", done, 4, f"s{done}")
+        report("build", 4, 4, "")  # the end is said once
+    finally:
+        del common.err.print
+    assert lines[0].startswith("building: 0/4 specimens (s0)")
+    assert "ETA" in lines[2] and lines[-1].startswith("building: 4/4 specimens")
+    assert sum(line.startswith("building: 4/4") for line in lines) == 1
+    r = runner.invoke(app, ["data", "build", "--split", "mini", "--out", str(tmp_path / "m.zarr")])
+    assert r.exit_code == 0, r.output
+    assert "building m.zarr (all): 4/4 specimens" in r.output

@@ -13,14 +13,14 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from bonesr_bench import result as result_mod
 from bonesr_bench.cli import app
-from bonesr_bench.evaluate import EvaluateOptions, EvaluationError, evaluate
-from bonesr_bench.inference import run_model
+from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
+from bonesr_bench.evaluation import result as result_mod
 from bonesr_bench.models import load_model
-from bonesr_bench.segmentation import normalise
+from bonesr_bench.models.inference import run_model
+from bonesr_bench.models.worker import LOG_LIMIT_BYTES
+from bonesr_bench.scoring.segmentation import normalise
 from bonesr_bench.split import PROTOCOLS, from_raw, iter_specimens
-from bonesr_bench.worker import LOG_LIMIT_BYTES
 
 ROOT = Path(__file__).parents[1]
 BICUBIC = str(ROOT / "baselines" / "bicubic.py")
@@ -47,7 +47,7 @@ def scored(mini_split, tmp_path_factory):
 def test_bicubic_is_scored_and_the_result_is_complete(scored, mini_split):
     out, outcome = scored
     res = outcome.result
-    assert outcome.exit_code == 0 and outcome.path == out / "bicubic" / "result.json"
+    assert outcome.exit_code == 0 and outcome.path == out / "bicubic@synth-v2-mini" / "result.json"
     assert result_mod.read(outcome.path) == res  # valid against the schema, round trip
     assert res["status"] == "scored" and res["model"]["name"] == "bicubic"
     assert res["split"]["fingerprint"] == zarr.open_group(str(mini_split), mode="r").attrs[
@@ -74,7 +74,7 @@ def test_bicubic_is_scored_and_the_result_is_complete(scored, mini_split):
 def test_sr_store_holds_what_was_scored(scored, mini_split):
     """sr.zarr has the split's OME metadata and the model's output (to the storage step)."""
     out, outcome = scored
-    store = zarr.open_group(str(out / "bicubic" / "sr.zarr"), mode="r")
+    store = zarr.open_group(str(out / "bicubic@synth-v2-mini" / "sr.zarr"), mode="r")
     model = load_model(BICUBIC, expected_scale=2)
     for spec in iter_specimens(mini_split, "test"):
         g = store[f"test/{spec.name}"]
@@ -92,7 +92,7 @@ def test_sr_store_holds_what_was_scored(scored, mini_split):
 
 def test_rerun_resumes_and_force_recomputes(scored, mini_split, monkeypatch):
     out, first = scored
-    import bonesr_bench.worker as worker
+    import bonesr_bench.models.worker as worker
 
     class NoWorker:
         def __init__(self, *a, **k):
@@ -158,7 +158,7 @@ def bad_submission(tmp_path: Path, case: str) -> str:
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_submissions_fail_cleanly_and_touch_nothing(case, scored, mini_split, tmp_path):
     out, _ = scored
-    before = {"split": tree_sha(mini_split), "earlier": tree_sha(out / "bicubic"),
+    before = {"split": tree_sha(mini_split), "earlier": tree_sha(out / "bicubic@synth-v2-mini"),
               "leaderboard": tree_sha(ROOT / "leaderboard")}
     args = ["evaluate", bad_submission(tmp_path, case), "--split", str(mini_split),
             "--out", str(out), "--device", "cpu", "--timeout", "8", "--memory-gb", "6"]
@@ -166,31 +166,31 @@ def test_bad_submissions_fail_cleanly_and_touch_nothing(case, scored, mini_split
         args.append("--check-determinism")
     r = runner.invoke(app, args)
     assert r.exit_code == 1, r.output
-    res = result_mod.read(out / case / "result.json")
+    res = result_mod.read(out / f"{case}@synth-v2-mini" / "result.json")
     assert res["status"] == "failed" and res["aggregates"] is None
     import re
 
     assert re.search(BAD[case][3], res["reason"]), res["reason"]
     assert "\n" not in res["reason"] and case in res["reason"]
     assert "failed:" in r.output
-    after = {"split": tree_sha(mini_split), "earlier": tree_sha(out / "bicubic"),
+    after = {"split": tree_sha(mini_split), "earlier": tree_sha(out / "bicubic@synth-v2-mini"),
              "leaderboard": tree_sha(ROOT / "leaderboard")}
     assert after == before
 
 
 def test_a_failure_never_replaces_an_earlier_score(scored, mini_split, tmp_path):
     out, _ = scored
-    earlier = (out / "bicubic" / "result.json").read_bytes()
-    volumes = tree_sha(out / "bicubic" / "sr.zarr")
+    earlier = (out / "bicubic@synth-v2-mini" / "result.json").read_bytes()
+    volumes = tree_sha(out / "bicubic@synth-v2-mini" / "sr.zarr")
     path = tmp_path / "bicubic.py"
     path.write_text(textwrap.dedent(TEMPLATE).replace("HEADER", "").replace("SCALE", "2")
                     .replace("BODY", "raise ValueError('regressed')"))
     r = runner.invoke(app, ["evaluate", str(path), "--split", str(mini_split), "--out",
                             str(out), "--device", "cpu", "--force"])
     assert r.exit_code == 1
-    assert (out / "bicubic" / "result.json").read_bytes() == earlier
-    assert tree_sha(out / "bicubic" / "sr.zarr") == volumes
-    failed = result_mod.read(out / "bicubic" / "result.failed.json")
+    assert (out / "bicubic@synth-v2-mini" / "result.json").read_bytes() == earlier
+    assert tree_sha(out / "bicubic@synth-v2-mini" / "sr.zarr") == volumes
+    failed = result_mod.read(out / "bicubic@synth-v2-mini" / "result.failed.json")
     assert "regressed" in failed["reason"]
 
 
@@ -217,21 +217,32 @@ def test_snooping_model_finds_nothing_and_chatter_stays_in_the_log(mini_split, t
                             "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert len(r.output) < 20000
-    assert (out / "snoop" / "worker.log").stat().st_size == LOG_LIMIT_BYTES
+    assert (out / "snoop@synth-v2-mini" / "worker.log").stat().st_size == LOG_LIMIT_BYTES
 
 
 def test_usage_and_data_errors_exit_2(mini_split, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n")
     cases = [
         (["evaluate", "missing.py", "--split", str(mini_split)], "no such file"),
         (["evaluate", BICUBIC, "--split", str(tmp_path / "nowhere.zarr")], "no split there"),
-        (["evaluate", BICUBIC, "--split", str(mini_split), "--device", "tpu"], "device"),
         (["evaluate", BICUBIC, "--split", str(mini_split), "--batch-size", "0"], "batch-size"),
         (["evaluate", BICUBIC, "--split", str(mini_split), "--name", "../x"], "--name"),
+        # non-ASCII: refused before the run (the result schema would refuse it after)
+        (["evaluate", BICUBIC, "--split", str(mini_split), "--name", "modèle"], "ASCII"),
+        # a file that is not Python source: a usage error, not a failed submission
+        (["evaluate", str(notes), "--split", str(mini_split)], "Python source (.py)"),
     ]
     for args, message in cases:
         r = runner.invoke(app, [*args, "--out", str(tmp_path / "runs")])
         assert r.exit_code == 2, (args, r.output)
         assert message in r.output and r.output.count("error:") == 1
+        assert not r.output.startswith("\n") and "\n\n" not in r.output.strip()
+        assert not (tmp_path / "runs").exists()  # nothing written
+    # --device is a choice: one line naming the choices, not torch's list of device types
+    r = runner.invoke(app, ["evaluate", BICUBIC, "--device", "gpu"])
+    text = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and "'gpu' is not one of 'auto', 'cpu', 'cuda'" in text
 
 
 def test_a_tampered_split_is_refused(mini_split, tmp_path):
@@ -245,7 +256,7 @@ def test_a_tampered_split_is_refused(mini_split, tmp_path):
     r = runner.invoke(app, ["evaluate", BICUBIC, "--split", str(copy), "--out",
                             str(tmp_path / "runs")])
     assert r.exit_code == 2 and "fails verification" in r.output
-    assert not (tmp_path / "runs" / "bicubic" / "result.json").exists()
+    assert not (tmp_path / "runs").exists()  # nothing written
 
 
 def test_json_output_is_the_result(scored, mini_split):
@@ -256,3 +267,13 @@ def test_json_output_is_the_result(scored, mini_split):
     printed = json.loads(r.stdout)
     assert printed["aggregates"] == first.result["aggregates"]
 
+
+
+def test_the_terminal_summary_says_what_its_error_columns_are(scored, mini_split):
+    """'entry vs HR' is the mean of per-specimen relative errors, not the difference of the
+    means: the header marks it and a note says so."""
+    out, _ = scored
+    r = runner.invoke(app, ["evaluate", BICUBIC, "--split", str(mini_split), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "entry vs HR¹" in r.output
+    assert "mean over specimens of each specimen's relative error" in " ".join(r.output.split())

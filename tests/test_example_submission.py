@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from bonesr_bench.cli import app
-from bonesr_bench.inference import run_model
 from bonesr_bench.models import load_model, manifest
+from bonesr_bench.models.inference import run_model
 
 EXAMPLE = Path(__file__).parents[1] / "submissions" / "example"
 

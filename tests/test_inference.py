@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bonesr_bench.inference import OutputError, run_model
 from bonesr_bench.models import load_model
+from bonesr_bench.models.inference import OutputError, run_model
 
 BICUBIC = str(Path(__file__).parents[1] / "baselines" / "bicubic.py")
 LR = np.random.default_rng(0).random((5, 12, 14)).astype(np.float32)
@@ -64,3 +64,19 @@ def test_bad_outputs_are_named(fn, message):
     with pytest.raises(OutputError, match=message) as info:
         run_model(Model(fn), LR)
     assert "\n" not in str(info.value)
+
+
+def test_one_z_interpolation_for_evaluation_and_training():
+    """The LR on the HR slice positions: the same function at evaluation and in training, equal
+    to torch's trilinear x2 along z and untouched in-plane."""
+    from bonesr_bench.models.inference import lr_on_hr_slices
+
+    lr = torch.rand(7, 10, 12)
+    up = lr_on_hr_slices(lr, 14)
+    ref = F.interpolate(lr[None, None], scale_factor=(2, 1, 1), mode="trilinear",
+                        align_corners=False)[0, 0]
+    assert up.shape == (14, 10, 12) and torch.equal(up, ref)
+    # slice 2k + 1 lies between LR slices k and k + 1 (a quarter of the way)
+    assert torch.allclose(up[3], 0.75 * lr[1] + 0.25 * lr[2])
+    src = (Path(__file__).parents[1] / "benchmark" / "bonesr_bench" / "training" / "data.py")
+    assert "lr_on_hr_slices" in src.read_text() and "F.interpolate" not in src.read_text()

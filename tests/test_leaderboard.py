@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bonesr_bench import result, scoring
+from bonesr_bench import scoring
 from bonesr_bench.cli import app
-from bonesr_bench.evaluate import EvaluateOptions, evaluate, reference_result
+from bonesr_bench.evaluation import EvaluateOptions, evaluate, reference_result, result
 from bonesr_bench.leaderboard import LeaderboardError, add, load_results, write_references
 
 ROOT = Path(__file__).parents[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bonesr_bench.masks import NoCortexError, auto_regions, dice
+from bonesr_bench.split.regions import NoCortexError, auto_regions, dice
 
 from conftest import random_structure, read_roi, tibia_section
 
@@ -15,10 +15,10 @@ from conftest import random_structure, read_roi, tibia_section
 def specimen():
     """The v1 split's first test specimen (seed 2000), generated and scanned here (~15 s):
     (segmented HR scan, true bone, known regions)."""
-    from bonesr_bench.segmentation import segment
+    from bonesr_bench.scoring.segmentation import segment
     from bonesr_bench.split import SEGMENTATION, SPLITS
-    from bonesr_bench.synth.scanner import scan_pair
-    from bonesr_bench.synth.specimen import draw_params, generate
+    from bonesr_bench.split.synth.scanner import scan_pair
+    from bonesr_bench.split.synth.specimen import draw_params, generate
 
     c = SPLITS["v1"]
     spec = generate(draw_params(2000), shape=c.hr_shape, voxel_um=c.hr_voxel_um)

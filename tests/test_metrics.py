@@ -7,9 +7,9 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bonesr_bench.metrics import psnr_slices, score_volume, ssim_3d, ssim_slices, to_255
-from bonesr_bench.synth.scanner import scan_pair
-from bonesr_bench.synth.specimen import draw_params, generate
+from bonesr_bench.scoring.perceptual import psnr_slices, score_volume, ssim_3d, ssim_slices, to_255
+from bonesr_bench.split.synth.scanner import scan_pair
+from bonesr_bench.split.synth.specimen import draw_params, generate
 
 WINDOW = (-0.5, 3.5)
 

@@ -29,9 +29,9 @@ def test_bicubic_file_loads_and_upsamples():
 
 
 def test_entry_point_and_module_attribute():
-    assert ("bicubic", "bonesr_bench.baselines:load_bicubic") in installed_models()
+    assert ("bicubic", "bonesr_bench.models.bicubic:load") in installed_models()
     assert load_model("bicubic").name == "bicubic"
-    assert load_model("bonesr_bench.baselines:load_bicubic").scale == 2
+    assert load_model("bonesr_bench.models.bicubic:load").scale == 2
     res = CliRunner().invoke(app, ["models"])
     assert res.exit_code == 0 and "bicubic" in res.stdout
 

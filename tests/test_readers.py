@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bonesr_bench.io import ISQ_MAGIC, VolumeReadError, read_volume
+from bonesr_bench.split.readers import ISQ_MAGIC, VolumeReadError, read_volume
 
 
 def write_isq(path: Path, data: np.ndarray, voxel_um: float, blocks: int = 1) -> Path:

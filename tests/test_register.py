@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from bonesr_bench.register import RegistrationWarning, block_mean, ncc, register
+from bonesr_bench.split.register import RegistrationWarning, block_mean, ncc, register
 
 pytest.importorskip("ants", reason="pip install antspyx")
 
@@ -76,7 +76,7 @@ def test_an_hr_stack_at_one_end_of_a_longer_lr_stack_is_found(pair):
 
 
 def test_coarse_shift_finds_a_whole_voxel_translation():
-    from bonesr_bench.register import coarse_shift
+    from bonesr_bench.split.register import coarse_shift
 
     rng = np.random.default_rng(3)
     big = ndi.gaussian_filter(rng.random((40, 48, 48)), 1.5).astype(np.float32)
@@ -97,7 +97,7 @@ def test_the_refinement_ends_at_one_point_whatever_the_start(pair):
     """ANTs' multi-threaded optimiser stops at a slightly different pose on every run; the
     Gauss-Newton refinement takes starts 0.5 µm and 0.1 degree apart to the same rounded affine,
     so the resampled LR scan (and a split's bytes) do not depend on the run."""
-    from bonesr_bench.register import refine
+    from bonesr_bench.split.register import refine
 
     hr, lr = pair
     blocks = block_mean(hr, 2)

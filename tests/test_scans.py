@@ -13,10 +13,10 @@ import zarr
 from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
-from bonesr_bench import scans
 from bonesr_bench.cli import app
-from bonesr_bench.scans import ScansError, build_from_scans, read_table
 from bonesr_bench.split import calibration, from_raw, verify
+from bonesr_bench.split import from_scans as scans
+from bonesr_bench.split.from_scans import ScansError, build_from_scans, read_table
 from test_readers import write_isq
 
 pytest.importorskip("ants", reason="pip install antspyx")
@@ -122,7 +122,7 @@ def test_the_known_shift_is_undone_within_a_fifth_of_an_hr_voxel(built, scan_dir
 
 
 def test_regions_are_the_users_where_given_and_automatic_elsewhere(built, scan_dir):
-    from bonesr_bench.masks import dice
+    from bonesr_bench.split.regions import dice
 
     out, _ = built
     _, originals = scan_dir
@@ -141,7 +141,7 @@ def test_regions_are_the_users_where_given_and_automatic_elsewhere(built, scan_d
 
 
 def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path, capsys):
-    from bonesr_bench.evaluate import EvaluateOptions, evaluate
+    from bonesr_bench.evaluation import EvaluateOptions, evaluate
 
     out, report = built
     res = evaluate(BICUBIC, EvaluateOptions(split=str(out), out=tmp_path)).result
@@ -156,7 +156,7 @@ def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path, capsys)
     assert "bio_err_vs_truth" not in res["aggregates"]  # no truth in a split of real scans
 
     # a poorly registered specimen is pointed out with the scores
-    from bonesr_bench.cli import _print_summary
+    from bonesr_bench.cli.evaluate import _print_summary
 
     _print_summary(res, tmp_path / "result.json")
     assert "registration is poor" not in capsys.readouterr().err
@@ -165,14 +165,14 @@ def test_evaluate_scores_a_model_on_the_split_unchanged(built, tmp_path, capsys)
     assert "registration is poor for s2000 (NCC 0.55" in capsys.readouterr().err
 
     # and on to a leaderboard page of its own, with the HR and LR reference rows
-    from bonesr_bench import site
-    from bonesr_bench.evaluate import reference_results
-    from bonesr_bench.result import write_atomic
+    from bonesr_bench.evaluation import reference_results
+    from bonesr_bench.files import write_json
+    from bonesr_bench.leaderboard import site
 
     results = tmp_path / "results"
-    write_atomic(results / "bicubic.json", res)
+    write_json(results / "bicubic.json", res)
     for scan, ref in reference_results(split=str(out)).items():
-        write_atomic(results / f"{scan}-scan.json", ref)
+        write_json(results / f"{scan}-scan.json", ref)
     built_site = site.build(results, tmp_path / "site")
     assert not built_site.excluded and built_site.entries == ["bicubic"]
     assert sorted(built_site.references) == ["hr-scan", "lr-scan"]
@@ -200,8 +200,8 @@ def test_rebuild_keeps_unchanged_specimens_and_follows_the_table(scan_dir, tmp_p
 
 def test_an_interrupted_build_leaves_a_split_that_refuses_scoring_and_resumes(
         scan_dir, tmp_path, monkeypatch):
-    from bonesr_bench import register as reg_module
-    from bonesr_bench.evaluate import EvaluateOptions, EvaluationError, evaluate
+    from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
+    from bonesr_bench.split import register as reg_module
 
     d, _ = scan_dir
     out = tmp_path / "cut.zarr"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bonesr_bench.io import VolumeReadError, read_volume
-from bonesr_bench.segmentation import SegmentationParams, normalise, segment
+from bonesr_bench.scoring.segmentation import SegmentationParams, normalise, segment
+from bonesr_bench.split.readers import VolumeReadError, read_volume
 
 from conftest import random_structure
 
@@ -123,7 +123,7 @@ def test_read_errors_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".npy", ".tif", ".nrrd", ".nii", ".nii.gz"])
 def test_write_volume_reads_back_with_its_voxel_size(tmp_path, suffix):
-    from bonesr_bench.io import write_volume
+    from bonesr_bench.split.readers import write_volume
 
     vol = read_volume(write_volume(tmp_path / f"r{suffix}", VOL * 2, 10.5))
     np.testing.assert_array_equal(vol.data, VOL * 2)
@@ -140,7 +140,7 @@ def test_nifti_without_units_is_read_in_millimetres(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["tif", "nrrd", "nii.gz", "zarr"])
 def test_anisotropic_voxels_are_refused_in_one_line(tmp_path, fmt):
-    from bonesr_bench.io import VolumeReadError
+    from bonesr_bench.split.readers import VolumeReadError
 
     path = tmp_path / f"vol.{fmt}"
     write(fmt, path, VOL, 10.5)

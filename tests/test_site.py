@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bonesr_bench.cli import app
-from bonesr_bench.site import build, rank_intervals
+from bonesr_bench.leaderboard.site import build, rank_intervals
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "leaderboard" / "results"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bonesr_bench.site import build
+from bonesr_bench.leaderboard.site import build
 
 ROOT = Path(__file__).parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -129,3 +129,103 @@ def test_a_detail_page_opens(page, server):
     assert "weights_sha256" in page.locator("pre").first.inner_text()
     assert page.locator("#specimen-table tbody tr").count() == 11
     assert page.errors == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Layout at a 1400 x 900 viewport (the page fixture's): boxes measured in the page
+
+
+BOXES = """(root, sel) => Array.from(root.querySelectorAll(sel)).map(e => {
+    const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""
+
+
+def _boxes(locator, selector: str) -> list[list[float]]:
+    return [b for b in locator.evaluate(BOXES, selector) if b[2] > b[0] and b[3] > b[1]]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _open(page, url: str) -> None:
+    """``url`` opened and every plot on it drawn."""
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('div.plot').length > 0 && "
+                           "Array.from(document.querySelectorAll('div.plot'))"
+                           ".every(d => d.querySelector('.main-svg'))")
+
+
+@pytest.mark.parametrize("path", ["index.html", "entries/fsrcnn.html"])
+def test_plot_titles_clear_the_modebar(page, server, path):
+    _open(page, f"{server}/{path}")
+    plots, checked = page.locator("div.plot"), 0
+    for i in range(plots.count()):
+        plot = plots.nth(i)
+        modebars = _boxes(plot, ".modebar")
+        for title in _boxes(plot, ".gtitle"):
+            assert modebars and not any(_overlap(title, m) for m in modebars), (
+                plot.get_attribute("data-figure"), title, modebars)
+            checked += 1
+    assert checked >= 4
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("path", ["index.html", "entries/fsrcnn.html"])
+def test_legends_clear_the_axis_titles(page, server, path):
+    _open(page, f"{server}/{path}")
+    plots, checked = page.locator("div.plot"), 0
+    for i in range(plots.count()):
+        plot = plots.nth(i)
+        titles = _boxes(plot, ".xtitle, .ytitle, .gtitle")
+        for legend in _boxes(plot, ".legend"):
+            for t in titles:
+                assert not _overlap(legend, t), (plot.get_attribute("data-figure"), legend, t)
+            checked += 1
+    assert checked >= 4
+    assert page.errors == []
+
+
+def test_gap_chart_labels_do_not_overlap(page):
+    _open(page, page.url)
+    chart = page.locator("#gap-chart")
+    for button, metric in (("#gap-psnr", "PSNR"), ("#gap-ssim", "SSIM")):
+        page.click(button)
+        page.wait_for_function("document.querySelector('#gap-chart .xtitle').textContent"
+                               f".startsWith('{metric}')")
+        texts = chart.locator(".textpoint text, .annotation-text-g").all_text_contents()
+        for entry in ("example", "fsrcnn", "bicubic"):
+            assert any(entry in t for t in texts), (metric, entry, texts)
+        labels = _boxes(chart, ".textpoint text, .annotation-text-g")
+        assert len(labels) >= 5  # three entries, the band's caption and the LR line's label
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                assert not _overlap(a, b), (metric, texts, a, b)
+    assert page.errors == []
+
+
+def test_rank_chart_is_mostly_plot(page):
+    _open(page, page.url)
+    chart = page.locator("#ranks div.plot")
+    figure = chart.bounding_box()
+    (area,) = _boxes(chart, ".nsewdrag")
+    assert (area[3] - area[1]) / figure["height"] >= 0.6, (area, figure)
+
+
+def test_main_table_keeps_the_entry_column_in_view(page):
+    scroll = page.locator("#leaderboard .scroll")
+    assert scroll.evaluate("s => s.scrollWidth > s.clientWidth")  # so the check means something
+    scroll.evaluate("s => { s.scrollLeft = s.scrollWidth; }")
+    assert scroll.evaluate("s => s.scrollLeft") > 0
+    view = scroll.bounding_box()
+    cells = page.locator("#main-table tr > :nth-child(3)")
+    assert cells.count() == 6  # the header and five rows
+    for i in range(cells.count()):
+        cell = cells.nth(i)
+        box = cell.bounding_box()
+        assert view["x"] - 1 <= box["x"] and box["x"] + box["width"] <= view["x"] + view["width"]
+        # on top of the cells scrolled under it, and opaque
+        on_top = cell.evaluate("c => { const r = c.getBoundingClientRect(); return c.contains("
+                               "document.elementFromPoint(r.left + 3, (r.top + r.bottom) / 2)); }")
+        assert on_top, cell.inner_text()
+        colour = cell.evaluate("c => getComputedStyle(c).backgroundColor")
+        assert colour != "transparent" and not colour.endswith(", 0)"), colour

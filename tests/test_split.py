@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bonesr_bench.cli import app
 from bonesr_bench.morphometry import morphometry, trabecular_morphometry
-from bonesr_bench.segmentation import segment
+from bonesr_bench.scoring.segmentation import segment
 from bonesr_bench.split import (
     SEGMENTATION,
     SPLITS,
@@ -24,8 +24,8 @@ from bonesr_bench.split import (
     open_split,
     verify,
 )
-from bonesr_bench.synth.scanner import scan_pair
-from bonesr_bench.synth.specimen import draw_params, generate
+from bonesr_bench.split.synth.scanner import scan_pair
+from bonesr_bench.split.synth.specimen import draw_params, generate
 
 MINI = SPLITS["mini"]
 runner = CliRunner()
@@ -159,7 +159,7 @@ def test_info_lists_true_morphometry(mini):
 
 
 def test_bonebox_donor_specimen():
-    from bonesr_bench.synth.donor import BONEBOX_ROIS, bonebox_specimen
+    from bonesr_bench.split.synth.donor import BONEBOX_ROIS, bonebox_specimen
 
     spec = bonebox_specimen(BONEBOX_ROIS[2], (32, 96, 96))
     assert spec.fraction.shape == (32, 96, 96) and set(np.unique(spec.fraction)) <= {0.0, 1.0}
@@ -180,7 +180,7 @@ def test_bonebox_donor_split_builds_and_verifies(tmp_path):
 
 def _reseal(path, key, change):
     """Alter array ``key`` and re-record its hash, as a build on another platform would."""
-    from bonesr_bench import split as S
+    from bonesr_bench.split import store as S
 
     arr = zarr.open_array(str(path / key), mode="r+")
     data = np.asarray(arr[...])
@@ -198,7 +198,7 @@ def _reseal(path, key, change):
 
 
 def test_verify_against_the_canonical_table(tmp_path, monkeypatch):
-    from bonesr_bench import split as S
+    from bonesr_bench.split import store as S
 
     path = tmp_path / "c.zarr"
     build(path, MINI)
@@ -245,8 +245,8 @@ def test_torch_projector_agrees_with_the_cpu_one():
     projection difference under 0.5 % (measured 0.16 %), back-projections equal to float32."""
     import math
 
-    from bonesr_bench.synth import _raster
-    from bonesr_bench.synth import scanner as S
+    from bonesr_bench.split.synth import _raster
+    from bonesr_bench.split.synth import scanner as S
 
     spec = generate(draw_params(5), shape=(8, 96, 96))
     mu = (spec.fraction * 2.9e-4 * 10.5).astype(np.float32)
@@ -257,7 +257,7 @@ def test_torch_projector_agrees_with_the_cpu_one():
     filt = S._ramp_filter(torch.as_tensor(p_cpu)).numpy().astype(np.float32)
     b_cpu = _raster.backproject_linear(filt, np.cos(ang), np.sin(ang), 96)
     b_gpu = S._backproject(torch.as_tensor(filt), torch.as_tensor(ang, dtype=torch.float32),
-                           96, 1.0).numpy()
+                           96).numpy()
     np.testing.assert_allclose(b_gpu, b_cpu, atol=1e-5 * np.abs(b_cpu).max())
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zarr
 
-from bonesr_bench.protocol import choose_tv_weights
-from bonesr_bench.segmentation import SegmentationParams
+from bonesr_bench.scoring.protocol import choose_tv_weights
+from bonesr_bench.scoring.segmentation import SegmentationParams
 from bonesr_bench.split import (
     DEFAULT_SPLIT,
     PROTOCOLS,
@@ -22,7 +22,7 @@ from bonesr_bench.split import (
     segmentation_params,
     verify,
 )
-from bonesr_bench.synth.scanner import Pose, draw_pose, posed
+from bonesr_bench.split.synth.scanner import Pose, draw_pose, posed
 
 BUILD = ("import sys, json; from bonesr_bench.split import SPLITS, build; "
          "print(json.dumps(build(sys.argv[1], SPLITS[sys.argv[2]])))")
@@ -76,9 +76,9 @@ def test_a_failing_worker_reports_the_specimen_and_the_reason(tmp_path):
     job = {"path": str(tmp_path / "x.zarr"), "subset": "test", "name": "s2000", "seed": 2000,
            "config": {"name": "mini", "hr_shape": [16, 96, 96], "train_seeds": [],
                       "test_seeds": [2000], "protocol": "v9"}}
-    out = subprocess.run([sys.executable, "-c", "from bonesr_bench.split import _worker_main; "
-                          "_worker_main()"], input=json.dumps(job) + "\n", capture_output=True,
-                         text=True, check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", "from bonesr_bench.split.synthetic import "
+                          "_worker_main; _worker_main()"], input=json.dumps(job) + "\n",
+                         capture_output=True, text=True, check=True, timeout=120)
     reply = json.loads(out.stdout)
     assert reply["name"] == "s2000" and reply["error"].startswith("KeyError")
 
@@ -128,7 +128,7 @@ def test_each_grid_has_its_own_segmentation_parameters(mini_split):
 
 def test_the_lr_reference_row_is_segmented_with_the_lr_grids_weight(mini_split, tmp_path):
     from bonesr_bench import scoring
-    from bonesr_bench.evaluate import reference_rows
+    from bonesr_bench.evaluation import reference_rows
     from bonesr_bench.split import calibration, from_raw
 
     root = zarr.open_group(str(mini_split), mode="r")
@@ -173,9 +173,9 @@ def test_the_same_structure_measures_alike_on_both_grids():
     thicker than its own weight does. Conn.D is left out: on a few lattice cells a single
     noise speck moves it by tens of percent."""
     from bonesr_bench.morphometry import trabecular_morphometry
-    from bonesr_bench.register import resample
-    from bonesr_bench.segmentation import segment
-    from bonesr_bench.synth.scanner import line_integrals_exact, scan_exact
+    from bonesr_bench.scoring.segmentation import segment
+    from bonesr_bench.split.register import resample
+    from bonesr_bench.split.synth.scanner import line_integrals_exact, scan_exact
 
     z, y, x = np.meshgrid(*(np.arange(n) for n in (64, 128, 128)), indexing="ij")
     plates = ((z % 32) < 8)

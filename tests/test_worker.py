@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bonesr_bench.models import SubmissionError
-from bonesr_bench.worker import run_isolated
+from bonesr_bench.models.worker import run_isolated
 
 BICUBIC = str(Path(__file__).parents[1] / "baselines" / "bicubic.py")
 LR = np.random.default_rng(0).random((4, 12, 12)).astype(np.float32)
@@ -81,3 +81,17 @@ def test_the_worker_finds_no_split_data(tmp_path, monkeypatch):
     src = submission(tmp_path, body)
     sr, _, _ = run_isolated(src, LR)
     assert sr.shape == (8, 24, 24)
+
+
+def test_an_early_failure_is_reported_in_one_line_not_an_unbound_name(tmp_path):
+    """The worker started where there is no job: its status says why, in one line (it raised
+    UnboundLocalError when OutputError was imported inside the try)."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "bonesr_bench.models.worker"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "UnboundLocalError" not in r.stderr
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert "job.json" in status["error"] and "\n" not in status["error"]

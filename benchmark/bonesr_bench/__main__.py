@@ -1,3 +1,3 @@
-from .cli import run
+from bonesr_bench.cli import run
 
 run()

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from bonesr_bench.metrics import psnr_slices, ssim_slices, to_255
 from bonesr_bench.morphometry import morphometry
 from bonesr_bench.scoring import biological_error, measure
-from bonesr_bench.segmentation import SegmentationParams
-from bonesr_bench.synth import scanner as S
-from bonesr_bench.synth.specimen import draw_params, generate
+from bonesr_bench.scoring.perceptual import psnr_slices, ssim_slices, to_255
+from bonesr_bench.scoring.segmentation import SegmentationParams
+from bonesr_bench.split.synth import scanner as S
+from bonesr_bench.split.synth.specimen import draw_params, generate
 
 TRAB = ("bv_tv_pct", "tb_th_um", "tb_sp_um", "da_ratio", "conn_d_per_mm3")
 STUDY = {"bv_tv_pct": (2, 42), "tb_th_um": (10, 17), "tb_sp_um": (14, 13), "da_ratio": (18, 24),

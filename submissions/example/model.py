@@ -1,15 +1,16 @@
 """A small trainable x2 SR model: the worked example to copy when you start a submission.
 
-The public interface (``../shared/DESIGN.md`` §2, ``submissions/README.md``): a ``load(device)``
-function returning an object with ``name``, ``scale``, ``input`` and ``__call__(lr) -> sr``. The
-harness hands ``__call__`` batches of LR slices, shape (B, 1, h, w), float32 in [0, 1] on
-``device`` (already interpolated along z to the HR slice positions), and expects (B, 1, 2h, 2w)
-float32 back. It owns batching, ``torch.inference_mode``, autocast and output checks.
+The public interface (``benchmark/docs/DESIGN.md`` §2, ``submissions/README.md``): a
+``load(device)`` function returning an object with ``name``, ``scale``, ``input`` and
+``__call__(lr) -> sr``. The harness hands ``__call__`` batches of LR slices, shape (B, 1, h, w),
+float32 in [0, 1] on ``device`` (already interpolated along z to the HR slice positions), and
+expects (B, 1, 2h, 2w) float32 back. It owns batching, ``torch.inference_mode``, autocast and
+output checks.
 
 The network: a residual on top of bicubic up-sampling, four 3 x 3 / 5 x 5 convolutions (32
 features, PReLU) ending in a sub-pixel convolution (Shi et al. 2016), about 21 k parameters.
 ``RECIPE`` says how it is trained; ``bonesr-bench train submissions/example/model.py`` runs it
-on the v1 train split (validation on held-out train specimens; progress, checkpoints, resume) and
+on the v2 train split (validation on held-out train specimens; progress, checkpoints, resume) and
 writes ``weights.safetensors`` (loading never unpickles anything) with a sidecar
 ``weights.safetensors.json`` recording its sha256 and how it was made.
 """
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bonesr_bench.training import Recipe, load_weights
+from bonesr_bench.models import TorchModel
+from bonesr_bench.training import Recipe
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "weights.safetensors"
@@ -50,26 +52,18 @@ class ExampleNet(nn.Module):
         return base + self.body(lr)
 
 
-class ExampleSR:
-    """The submission object the harness calls."""
+class ExampleSR(TorchModel):
+    """The submission object the harness calls: ``__call__`` (the network, clamped to [0, 1])
+    and ``parameters()`` come from :class:`bonesr_bench.models.TorchModel`; a model that is not
+    one torch network writes its own class with ``name``, ``scale``, ``input`` and
+    ``__call__``."""
 
     name = "example-cnn"
-    scale = 2
-    input = "slice"
     authors = "bonesr-bench"
     paper = "worked example (residual CNN + sub-pixel convolution, Shi et al. 2016)"
     licence = "BSD-3-Clause"
-    training_data = "bonesr-bench synth-v1 train split"
+    training_data = "bonesr-bench synth-v2 train split"
     weights = WEIGHTS
-
-    def __init__(self, net: ExampleNet):
-        self.net = net
-
-    def parameters(self):  # counted by the harness for the leaderboard
-        return self.net.parameters()
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr).clamp(0.0, 1.0)
 
 
 def network(config: dict | None = None) -> ExampleNet:
@@ -77,6 +71,5 @@ def network(config: dict | None = None) -> ExampleNet:
 
 
 def load(device) -> ExampleSR:
-    net = load_weights(network(), WEIGHTS,
-                       train_hint="bonesr-bench train submissions/example/model.py")
-    return ExampleSR(net.to(device).eval())
+    return ExampleSR.from_weights(
+        network(), WEIGHTS, device, train_hint="bonesr-bench train submissions/example/model.py")

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bonesr_bench.evaluate import EvaluateOptions, evaluate
-from bonesr_bench.inference import run_model
+from bonesr_bench.evaluation import EvaluateOptions, evaluate
 from bonesr_bench.models import load_model
-from bonesr_bench.segmentation import normalise
+from bonesr_bench.models.inference import run_model
+from bonesr_bench.scoring.segmentation import normalise
 from bonesr_bench.split import SEGMENTATION, SPLITS, ensure, iter_specimens
 
 BICUBIC = str(Path(__file__).parents[2] / "baselines" / "bicubic.py")

@@ -21,8 +21,8 @@ ants = pytest.importorskip("ants", reason="pip install antspyx")
 def pair():
     """v1 test specimen s2000, its LR turned 3 degrees about z and shifted by a sub-voxel."""
     from bonesr_bench.split import SPLITS
-    from bonesr_bench.synth.scanner import scan_pair
-    from bonesr_bench.synth.specimen import draw_params, generate
+    from bonesr_bench.split.synth.scanner import scan_pair
+    from bonesr_bench.split.synth.specimen import draw_params, generate
 
     c = SPLITS["v1"]
     spec = generate(draw_params(2000), shape=c.hr_shape, voxel_um=c.hr_voxel_um)
@@ -34,7 +34,7 @@ def pair():
 
 @pytest.mark.benchmark(group="register one v1 specimen (2 cores)")
 def test_register_ours(benchmark, pair):
-    from bonesr_bench.register import register
+    from bonesr_bench.split.register import register
 
     hr, lr = pair
     r = benchmark.pedantic(lambda: register(hr, lr, 10.5, 21.0), rounds=3, iterations=1)
@@ -43,7 +43,7 @@ def test_register_ours(benchmark, pair):
 
 @pytest.mark.benchmark(group="register one v1 specimen (2 cores)")
 def test_register_plain_ants(benchmark, pair):
-    from bonesr_bench.register import block_mean, ncc
+    from bonesr_bench.split.register import block_mean, ncc
 
     hr, lr = pair
 

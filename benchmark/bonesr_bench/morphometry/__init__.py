@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .anisotropy import mil_fabric
-from .connectivity import delta_chi, euler_characteristic
-from .cortical import cortical_porosity
-from .smi import SIGMA_VOX, structure_model_index
-from .thickness import ThicknessStats, local_thickness_map, thickness_stats
+from bonesr_bench.morphometry.anisotropy import mil_fabric
+from bonesr_bench.morphometry.connectivity import delta_chi, euler_characteristic
+from bonesr_bench.morphometry.cortical import cortical_porosity
+from bonesr_bench.morphometry.smi import SIGMA_VOX, structure_model_index
+from bonesr_bench.morphometry.thickness import ThicknessStats, local_thickness_map, thickness_stats
 
 __all__ = [
     "TRABECULAR_KEYS",
@@ -145,14 +145,14 @@ def _use_torch(device: str | None) -> bool:
     torch sees a GPU, else the numba kernels."""
     if device in (None, "cpu"):
         return False
-    from .torch_backend import resolve_device
+    from bonesr_bench.morphometry.torch_backend import resolve_device
 
     return resolve_device(device).type != "cpu"
 
 
 def _thickness_um(phase: np.ndarray, voxel_um: float, device: str | None = None) -> ThicknessStats:
     if _use_torch(device):
-        from . import torch_backend
+        from bonesr_bench.morphometry import torch_backend
 
         mean, sd, mx = torch_backend.thickness_stats(phase, device)
         return ThicknessStats(mean * voxel_um, sd * voxel_um, mx * voxel_um, int(phase.sum()))
@@ -163,8 +163,8 @@ def _thickness_um(phase: np.ndarray, voxel_um: float, device: str | None = None)
 
 def _delta_chi(bone: np.ndarray, device: str | None) -> float:
     if _use_torch(device):
-        from . import torch_backend
-        from .connectivity import edge_correction
+        from bonesr_bench.morphometry import torch_backend
+        from bonesr_bench.morphometry.connectivity import edge_correction
 
         return torch_backend.euler_characteristic(bone, device) - edge_correction(bone)
     return delta_chi(bone)

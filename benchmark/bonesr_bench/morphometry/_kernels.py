@@ -28,6 +28,18 @@ from numba import njit, prange
 __all__ = ["ridge_templates", "distance_ridge", "max_ball_fill", "clean_up", "mesh_area_rate"]
 
 
+#: the 26 neighbours of a voxel in the order (dz, dy, dx) of three nested loops over -1, 0, 1
+#: (the order sums are taken in), with the number of non-zero offsets (1 face, 2 edge, 3 corner)
+NB26 = np.array([(dz, dy, dx, abs(dz) + abs(dy) + abs(dx)) for dz in (-1, 0, 1)
+                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) != (0, 0, 0)],
+                dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
+def _inside(z, y, x, d, h, w) -> bool:
+    return 0 <= z < d and 0 <= y < h and 0 <= x < w
+
+
 @njit(cache=True)
 def _template_value(r_sq: int, dx: int, dy: int, dz: int) -> int:
     # Smallest squared radius of a ball centred at offset (dx, dy, dz) that contains the digital
@@ -76,27 +88,11 @@ def distance_ridge(sq: np.ndarray, lut: np.ndarray, templ: np.ndarray) -> np.nda
                     continue
                 col = lut[s0]
                 is_ridge = True
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= d:
-                        continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= h:
-                            continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= w:
-                                continue
-                            n = (dz != 0) + (dy != 0) + (dx != 0)
-                            if n == 0:
-                                continue
-                            if sq[zz, yy, xx] >= templ[n - 1, col]:
-                                is_ridge = False
-                                break
-                        if not is_ridge:
-                            break
-                    if not is_ridge:
+                for k in range(26):
+                    zz, yy, xx = z + NB26[k, 0], y + NB26[k, 1], x + NB26[k, 2]
+                    if _inside(zz, yy, xx, d, h, w) and sq[zz, yy, xx] >= templ[NB26[k, 3] - 1,
+                                                                                   col]:
+                        is_ridge = False
                         break
                 ridge[z, y, x] = is_ridge
     return ridge
@@ -276,24 +272,10 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
                 if lt[z, y, x] == 0:
                     continue
                 found = False
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= d:
-                        continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= h:
-                            continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= w:
-                                continue
-                            if lt[zz, yy, xx] == 0:
-                                found = True
-                                break
-                        if found:
-                            break
-                    if found:
+                for k in range(26):
+                    zz, yy, xx = z + NB26[k, 0], y + NB26[k, 1], x + NB26[k, 2]
+                    if _inside(zz, yy, xx, d, h, w) and lt[zz, yy, xx] == 0:
+                        found = True
                         break
                 surface[z, y, x] = found
     out = lt.copy()
@@ -304,22 +286,14 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
                     continue
                 n = 0
                 acc = np.float32(0.0)
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= d:
+                for k in range(26):
+                    zz, yy, xx = z + NB26[k, 0], y + NB26[k, 1], x + NB26[k, 2]
+                    if not _inside(zz, yy, xx, d, h, w):
                         continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= h:
-                            continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= w or (dx == 0 and dy == 0 and dz == 0):
-                                continue
-                            v = lt[zz, yy, xx]
-                            if v > 0 and not surface[zz, yy, xx]:
-                                n += 1
-                                acc += v
+                    v = lt[zz, yy, xx]
+                    if v > 0 and not surface[zz, yy, xx]:
+                        n += 1
+                        acc += v
                 if n > 0:
                     out[z, y, x] = acc / np.float32(n)
     return out

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import marching_cubes
 
-from ._kernels import mesh_area_rate
+from bonesr_bench.morphometry._kernels import mesh_area_rate
 
 __all__ = ["SIGMA_VOX", "structure_model_index"]
 

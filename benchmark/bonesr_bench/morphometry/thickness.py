@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import edt
 import numpy as np
 
-from . import _kernels
+from bonesr_bench.morphometry import _kernels
 
 __all__ = ["ThicknessStats", "squared_distance_map", "local_thickness_map", "thickness_stats"]
 

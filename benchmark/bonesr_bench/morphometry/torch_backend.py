@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _kernels
-from .connectivity import cell_count_chi
+from bonesr_bench.morphometry import _kernels
+from bonesr_bench.morphometry.connectivity import cell_count_chi
 
 __all__ = ["resolve_device", "squared_distance_map", "euler_characteristic",
            "local_thickness_map", "thickness_stats"]

@@ -1,0 +1,332 @@
+"""The training run: options, checkpoints (resumable, interrupts deferred to the end of an
+iteration), validation, and the steps of :func:`train`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bonesr_bench.files import atomic_path, write_atomic
+from bonesr_bench.training.data import load_volumes, sample_hr, sample_pairs
+from bonesr_bench.training.recipe import Progress, Recipe, SupervisedTask, TrainingError, _noop
+from bonesr_bench.training.weights import save_weights
+
+
+@dataclass
+class TrainOptions:
+    split: str | Path | None = None  # a split name or a store path (default v2, in the cache)
+    run_dir: Path | None = None  # default runs/train/<name>[-tiny]
+    weights: Path | None = None  # default: the file's WEIGHTS (tiny runs: <run_dir>/weights)
+    device: str = "auto"
+    iterations: int | None = None  # override the recipe's
+    tiny: bool = False
+    restart: bool = False
+
+
+@dataclass
+class TrainOutcome:
+    name: str
+    weights: Path
+    sha256: str
+    record: dict
+    run_dir: Path
+    resumed_from: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _spec(source: str):
+    """(module, name, recipe, config, tiny config, network factory, task factory, weights)."""
+    from bonesr_bench.models import SubmissionError, _load_file, entry_name, is_file_source
+
+    if not is_file_source(source):
+        raise TrainingError(f"{source}: give the submission's .py file to train it")
+    try:
+        module = _load_file(Path(source))
+    except SubmissionError as exc:
+        raise TrainingError(str(exc)) from exc
+    recipe = getattr(module, "RECIPE", None)
+    build = getattr(module, "network", None)
+    if not isinstance(recipe, Recipe) or not callable(build):
+        raise TrainingError(f"{source}: declares no training recipe; a trainable submission "
+                            "defines RECIPE = bonesr_bench.training.Recipe(...) and "
+                            "network(config=None) (see submissions/README.md)")
+    name = entry_name(source)
+    return (module, name, recipe, getattr(module, "CONFIG", None),
+            getattr(module, "TINY_CONFIG", None), build, getattr(module, "task", None),
+            getattr(module, "WEIGHTS", None))
+
+
+def _save_checkpoint(path: Path, task, it: int, best: float, key: str, rng, history) -> None:
+    state = {
+        "iteration": it, "best": best, "key": key,
+        "networks": {k: m.state_dict() for k, m in task.networks.items()},
+        "optimisers": {k: o.state_dict() for k, o in task.optimisers.items()},
+        "schedulers": {k: s.state_dict() for k, s in task.schedulers.items()},
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "history": json.dumps(history),
+    }
+    tmp = atomic_path(path)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, task, key: str, rng, device) -> tuple[int, float, list]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint: say so in one line
+        raise TrainingError(f"{path}: checkpoint unreadable ({type(exc).__name__}); delete it or "
+                            "pass --restart") from exc
+    if state.get("key") != key:
+        raise TrainingError(f"{path}: checkpoint of another recipe or network configuration; "
+                            "pass --restart to start over (or --run-dir elsewhere)")
+    for k, m in task.networks.items():
+        m.load_state_dict(state["networks"][k])
+    for k, o in task.optimisers.items():
+        o.load_state_dict(state["optimisers"][k])
+    for k, s in task.schedulers.items():
+        s.load_state_dict(state["schedulers"][k])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    return int(state["iteration"]), float(state["best"]), json.loads(state["history"])
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Ctrl-C during training is held until the current iteration is complete (so the
+    checkpoint written then resumes exactly); a second Ctrl-C stops at once. Yields a function
+    telling whether an interrupt is pending."""
+    pending = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pending)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class _Validation:
+    """Fixed validation batches from the held-out specimens; mean L1 of the clamped SR."""
+
+    def __init__(self, task, vols, recipe: Recipe, device, n_batches: int = 4):
+        rng = np.random.default_rng(12345)
+        gen = torch.Generator().manual_seed(12345)
+        n = max(2, min(32, recipe.batch_size * 2))
+        self.batches = []
+        for _ in range(n_batches):
+            if recipe.data == "hr":
+                hr = sample_hr(vols, rng, n, recipe.patch * recipe.scale)
+                lr, _aux = task.degrade(hr, gen)
+            else:
+                lr, hr = sample_pairs(vols, rng, n, recipe.patch, recipe.scale)
+            self.batches.append((lr, hr))
+        self.task, self.device = task, device
+
+    def __call__(self) -> float:
+        nets = self.task.networks.values()
+        modes = [m.training for m in nets]
+        for m in nets:
+            m.eval()
+        try:
+            with torch.no_grad():
+                losses = [F.l1_loss(self.task.predict(lr.to(self.device)).clamp(0, 1),
+                                    hr.to(self.device)).item() for lr, hr in self.batches]
+        finally:
+            for m, mode in zip(nets, modes, strict=True):
+                m.train(mode)
+        return float(np.mean(losses))
+
+
+class _Training:
+    """One training run's state; each step of :func:`train` is one method."""
+
+    def __init__(self, source: str, o: TrainOptions, progress: Progress, log):
+        from bonesr_bench.morphometry.torch_backend import resolve_device
+
+        self.source, self.o, self.progress, self.log = source, o, progress, log
+        (_, self.name, recipe, config, tiny_config, self.build, self.make_task,
+         weights) = _spec(source)
+        if o.tiny:
+            recipe, config = recipe.tiny(), tiny_config if tiny_config is not None else config
+        if o.iterations is not None:
+            if o.iterations < 1:
+                raise TrainingError("--iterations must be at least 1")
+            recipe = replace(recipe, iterations=o.iterations)
+        self.recipe, self.config = recipe, config
+        try:
+            self.device = resolve_device(o.device).type  # the device rule evaluate uses
+        except (ValueError, RuntimeError) as exc:
+            raise TrainingError(str(exc)) from None
+        self.run_dir = Path(o.run_dir or Path("runs") / "train" /
+                            (self.name + ("-tiny" if o.tiny else "")))
+        if o.weights is not None:
+            weights = Path(o.weights)
+        elif o.tiny or weights is None:
+            weights = self.run_dir / f"{self.name}.safetensors"
+        self.weights = Path(weights)
+
+    def open_split(self) -> None:
+        from bonesr_bench.split import SplitError, require_ok, resolve, verify
+
+        try:
+            self.split_path, report = resolve(self.o.split, "train")
+            self.report = require_ok(report or verify(self.split_path))
+        except SplitError as exc:
+            raise TrainingError(str(exc)) from exc
+
+    def build_task(self) -> None:
+        """The networks (seeded by the recipe) and their task; the train/validation volumes."""
+        recipe, device = self.recipe, self.device
+        torch.manual_seed(recipe.seed)
+        self.rng = np.random.default_rng(recipe.seed)
+        net = self.build(self.config).to(device)
+        self.task = (self.make_task(net, recipe, device) if callable(self.make_task)
+                     else SupervisedTask(net, recipe, device))
+        if recipe.data == "hr" and not hasattr(self.task, "degrade"):
+            raise TrainingError(f"{self.source}: RECIPE.data='hr' needs a task with "
+                                "degrade(hr, gen)")
+        vols = load_volumes(self.split_path, hr_only=recipe.data == "hr", scale=recipe.scale,
+                            progress=self.progress)
+        n_val = min(recipe.n_validation, len(vols) - 1)
+        if n_val < 1:
+            raise TrainingError(f"{self.split_path}: {len(vols)} train specimen(s); training "
+                                "needs at least two (one held out for validation)")
+        self.train_vols, self.val_vols = vols[:-n_val], vols[-n_val:]
+        self.validate = _Validation(self.task, self.val_vols, recipe, device)
+        self.generator = self.task.networks.get("generator",
+                                                next(iter(self.task.networks.values())))
+
+    def resume(self) -> None:
+        """The checkpoint of an earlier run of this recipe (unless --restart), the log."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt = self.run_dir / "checkpoint.pt"
+        self.best_path = self.run_dir / "best.safetensors"
+        self.key = self.recipe.key(self.config)
+        self.start, self.best, self.history = 0, math.inf, []
+        if self.ckpt.exists() and not self.o.restart:
+            self.start, self.best, self.history = _load_checkpoint(
+                self.ckpt, self.task, self.key, self.rng, self.device)
+        self.log_file = (self.run_dir / "train.log").open("a" if self.start else "w")
+        self.say(f"{'resuming' if self.start else 'training'} {self.name} from {self.source} at "
+                 f"iteration {self.start}/{self.recipe.iterations}: split {self.split_path} "
+                 f"({len(self.train_vols)} train, {len(self.val_vols)} validation specimens: "
+                 f"{', '.join(v.name for v in self.val_vols)}), device {self.device}, recipe "
+                 f"{json.dumps(self.recipe.as_dict(), default=str)}")
+
+    def say(self, line: str) -> None:
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+        self.log(line)
+
+    def batch(self, it: int, gen: torch.Generator):
+        """(LR, HR, aux) of iteration ``it``."""
+        recipe = self.recipe
+        if recipe.data == "hr":
+            hr = sample_hr(self.train_vols, self.rng, recipe.batch_size,
+                           recipe.patch * recipe.scale)
+            lr, aux = self.task.degrade(hr, gen.manual_seed(recipe.seed * 1_000_003 + it))
+            return lr, hr, aux
+        lr, hr = sample_pairs(self.train_vols, self.rng, recipe.batch_size, recipe.patch,
+                              recipe.scale)
+        return lr, hr, None
+
+    def loop(self) -> None:
+        """The iterations left: a step, validation and the best weights, checkpoints; an
+        interrupt (Ctrl-C, SIGTERM) is deferred to the end of the iteration, then saved."""
+        recipe, gen = self.recipe, torch.Generator()
+        self.t0 = time.time()
+        for m in self.task.networks.values():
+            m.train()
+        with _deferred_interrupt() as stop:
+            for it in range(self.start + 1, recipe.iterations + 1):
+                lr, hr, aux = self.batch(it, gen)
+                losses = self.task.step(lr.to(self.device), hr.to(self.device), aux)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    self.log_file.close()
+                    raise TrainingError(f"iteration {it}: loss is not finite ({losses}); lower "
+                                        "the learning rate in the recipe and pass --restart")
+                if it % recipe.validate_every == 0 or it == recipe.iterations:
+                    self._validate(it, losses)
+                if it % recipe.checkpoint_every == 0 or it == recipe.iterations or stop():
+                    _save_checkpoint(self.ckpt, self.task, it, self.best, self.key, self.rng,
+                                     self.history)
+                self.progress("train", it, recipe.iterations,
+                              ", ".join(f"{k} {x:.4f}" for k, x in losses.items()))
+                if stop():
+                    self.say(f"interrupted after iteration {it}; checkpoint saved, run the same "
+                             "command again to resume")
+                    self.log_file.close()
+                    raise KeyboardInterrupt
+
+    def _validate(self, it: int, losses: dict) -> None:
+        v = self.validate()
+        if v < self.best or self.recipe.keep == "last":
+            self.best = min(self.best, v)
+            save_weights(self.generator, self.best_path, self.recipe.weights_dtype)
+        took = time.time() - self.t0
+        self.history.append({"iteration": it, **losses, "validation_l1": v,
+                             "seconds": round(took, 1)})
+        self.say(f"iteration {it}: " + ", ".join(f"{k} {x:.5f}" for k, x in losses.items())
+                 + f", validation L1 {v:.5f} (best {self.best:.5f}), {took:.0f} s")
+
+    def finish(self) -> TrainOutcome:
+        """The kept weights written to WEIGHTS with their sidecar (both atomically)."""
+        recipe, weights = self.recipe, self.weights
+        if not self.best_path.exists():  # resumed a finished run with nothing left to do
+            save_weights(self.generator, self.best_path, recipe.weights_dtype)
+        write_atomic(weights, self.best_path.read_bytes())
+        sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+        record = {
+            "name": self.name, "source": str(self.source), "weights": weights.name,
+            "sha256": sha, "dtype": recipe.weights_dtype, "recipe": recipe.as_dict(),
+            "config": self.config,
+            "n_parameters": sum(p.numel() for p in self.generator.parameters()),
+            "split": {"path": str(self.split_path), "fingerprint": self.report.fingerprint,
+                      "train": [v.name for v in self.train_vols],
+                      "validation": [v.name for v in self.val_vols]},
+            "best_validation_l1": self.best, "iterations": recipe.iterations,
+            "device": self.device, "torch": torch.__version__,
+            "seconds": round(time.time() - self.t0, 1), "resumed_from": self.start,
+            "history": self.history,
+        }
+        write_atomic(Path(str(weights) + ".json"),
+                     json.dumps(record, indent=1, default=str) + "\n")
+        self.say(f"weights: {weights} (sha256 {sha[:16]}..., best validation L1 "
+                 f"{self.best:.5f})")
+        self.log_file.close()
+        return TrainOutcome(self.name, weights, sha, record, self.run_dir, self.start,
+                            self.history)
+
+
+def train(source: str, options: TrainOptions | None = None, progress: Progress = _noop,
+          log: Callable[[str], None] = _noop) -> TrainOutcome:
+    """Train the submission file ``source`` by its recipe; see the package docstring. Steps:
+    read the file and options, open the train split, build the networks and the data, resume
+    from a checkpoint, iterate, write the weights."""
+    run = _Training(source, options or TrainOptions(), progress, log)
+    run.open_split()
+    run.build_task()
+    run.resume()
+    run.loop()
+    return run.finish()
