@@ -117,7 +117,8 @@ class _Lines:
             return
         desc, unit = self.labels.get(stage, (stage, ""))
         took = now - self.start[stage]
-        eta = f", ETA {took / done * (total - done):.0f} s" if done and not end else ""
+        eta = (f", ETA {took / done * (total - done):.0f} s" if done and not end and took >= 1
+               else "")
         what = f" {unit}" if unit else ""
         note = f" ({info})" if info else ""
         err.print(f"{desc}: {done:g}/{total:g}{what}{note}, {took:.0f} s{eta}", highlight=False,
