@@ -168,12 +168,13 @@ def test_a_volume_without_cortex_is_measured_whole(bone_file, tmp_path):
         assert res.exit_code == 2 and message in res.stderr, res.output
 
 
-def test_progress_off_a_terminal_is_plain_lines_with_counts_and_an_eta(tmp_path):
+def test_progress_off_a_terminal_is_plain_lines_with_counts_and_an_eta(tmp_path, monkeypatch):
     """Output to a file or a CI log: one line per stage at its start, then every few seconds,
     and at its end; counts, unit, ETA (rich bars show nothing off a terminal)."""
     from bonesr_bench.cli import common
 
-    lines = []
+    lines, clock = [], iter(range(0, 1000, 2))  # two seconds a step
+    monkeypatch.setattr(common.time, "monotonic", lambda: next(clock))
     common.err.print = lambda text, **kw: lines.append(text)  # the module's console
     try:
         report = common._Lines({"build": ("building", "specimens")}, every_s=0.0)
@@ -182,6 +183,7 @@ def test_progress_off_a_terminal_is_plain_lines_with_counts_and_an_eta(tmp_path)
         report("build", 4, 4, "")  # the end is said once
     finally:
         del common.err.print
+        monkeypatch.undo()
     assert lines[0].startswith("building: 0/4 specimens (s0)")
     assert "ETA" in lines[2] and lines[-1].startswith("building: 4/4 specimens")
     assert sum(line.startswith("building: 4/4") for line in lines) == 1

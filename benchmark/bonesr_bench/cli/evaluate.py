@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -55,6 +55,13 @@ def evaluate(
         = False,
     memory_gb: Annotated[float, typer.Option(
         "--memory-gb", help="Address-space cap of the model's worker on the CPU (GiB).")] = 16.0,
+    sandbox: Annotated[Literal["required", "auto", "off"], typer.Option(
+        "--sandbox", help="Confine the model's worker (Linux: Landlock for files and TCP, PID "
+        "and network namespaces): it reads its LR arrays, Python and its own folder, writes "
+        "its temporary folder only, sees no other process and has no network. required: refuse "
+        "to run where the kernel cannot; auto: confine what it can and record it; off. The "
+        "result records what held the run; `leaderboard add` refuses unconfined entries.")]
+    = "auto",
 ):
     """Run an SR model on a split and score it: PSNR/SSIM and every bone parameter.
 
@@ -75,7 +82,8 @@ def evaluate(
 
     opts = EvaluateOptions(split=split, subset=subset, out=out, entry=name, device=device,
                            batch_size=batch_size, amp=amp, timeout_s=timeout, force=force,
-                           check_determinism=check_determinism, memory_gb=memory_gb)
+                           check_determinism=check_determinism, memory_gb=memory_gb,
+                           sandbox=sandbox)
     labels = {"build": ("building the split", ""),
               "references": ("scoring HR, LR and truth (once per split)", ""),
               "model": ("running the model", "slices"), "score": ("scoring", ""),
@@ -83,6 +91,7 @@ def evaluate(
     with errors(), progress(labels) as report:
         outcome = run_evaluation(submission, opts, report)
     res = outcome.result
+    _say_confinement(res)
     if as_json:
         print(json.dumps(res, indent=1))
     elif res["status"] == "failed":
@@ -93,6 +102,17 @@ def evaluate(
         _print_summary(res, outcome.path)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _say_confinement(res: dict) -> None:
+    """One line when the model ran unconfined (recorded in the result)."""
+    from bonesr_bench.models.sandbox import describe, is_confined
+
+    run = res.get("run") or {}
+    if res.get("status") == "scored" and not is_confined(run.get("sandbox")):
+        err.print(f"[yellow]warning:[/] the model ran {describe(run['sandbox'])}; the result "
+                  "records it and `leaderboard add` refuses it without --allow-unconfined",
+                  highlight=False, soft_wrap=True)
 
 
 def _pct(v) -> str:

@@ -32,6 +32,9 @@ def leaderboard_add(
     allow_other_split: Annotated[bool, typer.Option(
         "--allow-other-split", help="Accept a result scored on a non-canonical split (a "
         "leaderboard of your own split).")] = False,
+    allow_unconfined: Annotated[bool, typer.Option(
+        "--allow-unconfined", help="Accept a result whose model ran unconfined (no Landlock "
+        "or --sandbox off); the site marks it.")] = False,
 ):
     """Copy scored results into the leaderboard as ENTRY.json, after checking each validates
     against the result schema and was scored on the leaderboard's (canonical) split.
@@ -44,7 +47,9 @@ def leaderboard_add(
 
     for path in results:
         try:
-            print(f"added: {add(path, results_dir, allow_other_split=allow_other_split)}")
+            added = add(path, results_dir, allow_other_split=allow_other_split,
+                        allow_unconfined=allow_unconfined)
+            print(f"added: {added}")
         except LeaderboardError as exc:
             raise fail(str(exc)) from None
 

@@ -50,6 +50,7 @@ class EvaluateOptions:
     force: bool = False
     check_determinism: bool = False
     memory_gb: float | None = 16.0  # the worker's address-space cap on the CPU
+    sandbox: str = "auto"  # required | auto | off: the worker's confinement (models.sandbox)
 
 
 @dataclass
@@ -59,8 +60,10 @@ class Outcome:
     exit_code: int  # 0 scored, 1 the submission failed
 
 
-def _run_key(source_sha: str | None, source: str, fp: str, subset: str, amp: bool) -> str:
-    blob = json.dumps([source_sha or source, fp, subset, amp])
+def _run_key(source_sha: str | None, source: str, fp: str, subset: str, amp: bool,
+             sandbox: str = "auto") -> str:
+    blob = json.dumps([source_sha or source, fp, subset, amp] + ([sandbox] if sandbox != "auto"
+                                                                  else []))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -127,6 +130,7 @@ def _check_options(source: str, opts: EvaluateOptions) -> tuple[str, str]:
     if not opts.timeout_s > 0:
         raise EvaluationError(f"--timeout must be a positive number of seconds, got "
                               f"{opts.timeout_s}")
+    _check_sandbox(opts.sandbox)
     if opts.subset not in ("test", "train"):
         raise EvaluationError(f"subset must be test or train, got {opts.subset!r}")
     if is_file_source(source):
@@ -148,6 +152,23 @@ def _check_options(source: str, opts: EvaluateOptions) -> tuple[str, str]:
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
     return device, entry
+
+
+def _check_sandbox(mode: str) -> None:
+    """--sandbox: one of required | auto | off; required refuses a kernel that cannot confine."""
+    from bonesr_bench.models.sandbox import MODES, landlock_abi, namespace_prefix
+
+    if mode not in MODES:
+        raise EvaluationError(f"--sandbox must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "required":
+        abi = landlock_abi()
+        if abi < 4 or not namespace_prefix():
+            what = (f"Landlock ABI {abi} (needs >= 4 for its network rules)" if abi else
+                    "no Landlock") + ("" if namespace_prefix() else
+                                      ", no unprivileged user namespaces (unshare)")
+            raise EvaluationError(f"--sandbox required: this kernel cannot confine the model "
+                                  f"({what}); run on Linux >= 6.7 with user namespaces, or "
+                                  "pass --sandbox auto to run it unconfined (recorded)")
 
 
 class _Run:
@@ -186,7 +207,7 @@ class _Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.src_sha = source_sha256(self.source)
         self.key = _run_key(self.src_sha, self.source, self.meta["fingerprint"],
-                            self.opts.subset, self.opts.amp)
+                            self.opts.subset, self.opts.amp, self.opts.sandbox)
         self.store, self.store_path = _open_store(self.run_dir, self.key, self.opts.force)
         self.manifest = self.store.attrs.get("bonesr_run", {}).get("manifest")
         self.done = [n for n in self.names if not self.opts.force and self.stored(n) is not None
@@ -195,7 +216,8 @@ class _Run:
                          "amp": self.opts.amp, "timeout_s": self.opts.timeout_s, "n_clipped": 0,
                          "determinism": {"checked": self.opts.check_determinism,
                                          "identical": None},
-                         "resumed": self.done}
+                         "resumed": self.done,
+                         "sandbox": self.store.attrs.get("bonesr_run", {}).get("sandbox")}
 
     def stored(self, name: str):
         key = f"{self.opts.subset}/{name}"
@@ -239,6 +261,7 @@ class _Run:
         run = IsolatedRun(self.source, lrs, device=self.device, batch_size=o.batch_size,
                           amp=o.amp, timeout_s=o.timeout_s, memory_gb=o.memory_gb,
                           expected_scale=self.scale, log_path=self.run_dir / log,
+                          sandbox=o.sandbox,
                           progress=lambda i, d, t: self.progress(stage, before[which[i]] + d,
                                                                  total, which[i]))
         return run, before, total
@@ -255,6 +278,7 @@ class _Run:
                 name = todo[out.index]
                 self._check_weights(run.manifest)
                 self.manifest = run.manifest
+                self.run_info["sandbox"] = run.sandbox
                 self.progress("model", before[name] + self.n_slices[name], total, name)
                 self._store_and_score(name, out)
         self.timings["worker_s"] = time.perf_counter() - t0
@@ -279,7 +303,8 @@ class _Run:
         self.store.attrs["bonesr_run"] = {"run_key": self.key, "entry": self.entry,
                                           "source": self.source,
                                           "split_fingerprint": self.meta["fingerprint"],
-                                          "manifest": self.manifest}
+                                          "manifest": self.manifest,
+                                          "sandbox": self.run_info.get("sandbox")}
         self.progress("score", len(self.scores), len(self.names), name)
 
     def score_resumed(self) -> None:

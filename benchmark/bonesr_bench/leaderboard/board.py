@@ -106,9 +106,12 @@ def _check_split(res: dict, results_dir: Path, source: str, allow_other_split: b
 
 
 def add(path: str | Path, results_dir: str | Path = RESULTS, *,
-        allow_other_split: bool = False) -> Path:
+        allow_other_split: bool = False, allow_unconfined: bool = False) -> Path:
     """Copy a scored result into ``results_dir`` as ``<entry>.json`` (atomically), after checking
-    it validates, is scored, and was scored on the leaderboard's split."""
+    it validates, is scored, was scored on the leaderboard's split and with its model confined
+    (``run.sandbox``; ``allow_unconfined`` takes it anyway, and the site says so)."""
+    from bonesr_bench.models.sandbox import describe, is_confined
+
     results_dir = Path(results_dir)
     try:
         res = result.read(path)
@@ -124,6 +127,11 @@ def add(path: str | Path, results_dir: str | Path = RESULTS, *,
         raise LeaderboardError(f"{path}: entry name {res['entry']!r} is reserved for the "
                                "reference rows; evaluate with another --name")
     _check_split(res, results_dir, str(path), allow_other_split)
+    sandbox = res["run"].get("sandbox")
+    if not allow_unconfined and not is_confined(sandbox):
+        raise LeaderboardError(f"{path}: the model ran {describe(sandbox)}; evaluate it again "
+                               "where the kernel confines it (`--sandbox required`), or pass "
+                               "--allow-unconfined to add it marked unconfined")
     return write_json(results_dir / f"{res['entry']}.json", res)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from bonesr_bench import __version__
 from bonesr_bench.evaluation import result
 from bonesr_bench.leaderboard import load_results, table_one
+from bonesr_bench.models.sandbox import describe, is_confined
 from bonesr_bench.params import PARAMS as REGISTRY
 from bonesr_bench.params import SCORES, SHOWN_KEYS
 
@@ -127,6 +128,11 @@ def _row(res: dict) -> dict:
         "device": (res.get("run") or {}).get("device"),
         "created": res["created"][:10], "version": res["code"]["bonesr_bench"],
         "commit": (res["code"].get("git_commit") or "")[:10], "params": params,
+        # what held the model's worker (references ran no model)
+        "sandbox": None if res["status"] == "reference" else describe(
+            (res.get("run") or {}).get("sandbox")),
+        "confined": res["status"] == "reference" or is_confined(
+            (res.get("run") or {}).get("sandbox")),
     }
 
 

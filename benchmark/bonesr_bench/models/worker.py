@@ -16,6 +16,7 @@ the machine down.
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import os
 import shutil
@@ -97,8 +98,13 @@ class IsolatedRun:
                  batch_size: int = 8, amp: bool = False, timeout_s: float = 600.0,
                  memory_gb: float | None = 16.0, expected_scale: int | None = None,
                  log_path: str | Path | None = None,
-                 progress: Callable[[int, int, int], None] | None = None):
+                 progress: Callable[[int, int, int], None] | None = None,
+                 sandbox: str = "auto"):
+        from bonesr_bench.models import source_file
+        from bonesr_bench.models.sandbox import namespace_prefix
+
         self.source = source
+        self.sandbox: dict | None = None  # what held the worker (sandbox.json), once it started
         self.n = len(volumes)
         self.timeout_s = timeout_s
         self.progress = progress
@@ -109,8 +115,12 @@ class IsolatedRun:
         for i, lr in enumerate(volumes):
             np.save(self._tmp / f"lr_{i:03d}.npy", np.ascontiguousarray(lr, dtype=np.float32))
             inputs.append(f"lr_{i:03d}.npy")
+        prefix = list(namespace_prefix()) if sandbox != "off" else []
+        own = source_file(source)
         job = {"source": src, "device": device, "batch_size": batch_size, "amp": amp,
-               "expected_scale": expected_scale, "inputs": inputs}
+               "expected_scale": expected_scale, "inputs": inputs,
+               "sandbox": {"mode": sandbox, "namespaces": bool(prefix),
+                           "source_dir": str(own.resolve().parent) if own else None}}
         (self._tmp / "job.json").write_text(json.dumps(job))
         env = {k: os.environ[k] for k in ENV_WHITELIST if k in os.environ}
         env.update(HOME=str(self._tmp), TMPDIR=str(self._tmp), PYTHONNOUSERSITE="1",
@@ -118,7 +128,7 @@ class IsolatedRun:
         limit = memory_gb if (memory_gb and str(device).startswith("cpu")) else None
         self.log_path = Path(log_path) if log_path else self._tmp / "worker.log"
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bonesr_bench.models.worker"], cwd=self._tmp, env=env,
+            [*prefix, sys.executable, "-m", "bonesr_bench.models.worker"], cwd=self._tmp, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             preexec_fn=_preexec(limit))
         self._drain = _Drain(self._proc.stdout, self.log_path)
@@ -157,6 +167,8 @@ class IsolatedRun:
         started = self._t0
         for i in range(self.n):
             while True:
+                if self.sandbox is None:
+                    self.sandbox = self._read_json("sandbox.json")
                 if self.manifest is None:
                     self.manifest = self._read_json("manifest.json")
                 done = self._read_json(f"done_{i:03d}.json")
@@ -198,12 +210,37 @@ def _write_json(path: Path, obj: dict):
     write_json(path, obj, indent=None, fsync=False)  # read by the harness while it polls
 
 
+#: what a confined worker's denied attempts fail with: no permission (Landlock), no network
+#: (the empty network namespace)
+_DENIED = {errno.EACCES, errno.EPERM, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+def _confine(spec: dict, work: Path) -> dict:
+    """Confine this worker as ``spec`` says (mode, namespaces, the submission's folder), before
+    the submission is imported; the record a result keeps."""
+    from bonesr_bench.models import sandbox
+
+    record = {"mode": spec["mode"], "namespaces": bool(spec.get("namespaces")),
+              "filesystem": None}
+    if spec["mode"] == "off":
+        return record
+    try:
+        record.update(sandbox.confine(sandbox.default_read_only(spec.get("source_dir")),
+                                      sandbox.default_read_write(work)))
+    except sandbox.SandboxUnavailable as exc:
+        if spec["mode"] == "required":
+            raise SubmissionError(f"--sandbox required: {exc}") from None
+        record["reason"] = str(exc)
+    return record
+
+
 def _main() -> int:  # pragma: no cover - runs in the worker process
     work = Path.cwd()
     status = work / "status.json"
     job: dict = {}
     try:
         job = json.loads((work / "job.json").read_text())
+        _write_json(work / "sandbox.json", _confine(job.get("sandbox") or {"mode": "off"}, work))
         from bonesr_bench.models import load_model, manifest
 
         model = load_model(job["source"], job["device"], expected_scale=job["expected_scale"])
@@ -237,6 +274,15 @@ def _main() -> int:  # pragma: no cover - runs in the worker process
     except MemoryError:
         _write_json(status, {"error": f"{job.get('source', '?')}: the model ran out of memory "
                                       "(the worker's limit); use less memory or a GPU"})
+        return 1
+    except OSError as exc:
+        if job.get("sandbox", {}).get("mode", "off") != "off" and exc.errno in _DENIED:
+            msg = (f"{job.get('source', '?')}: the sandbox denied it: {exc} (a submission reads "
+                   "its LR arrays and its own folder, writes nothing outside its temporary "
+                   "folder and has no network)")
+        else:
+            msg = f"{job.get('source', '?')}: the model raised {type(exc).__name__}: {exc}"
+        _write_json(status, {"error": msg.splitlines()[0][:500]})
         return 1
     except Exception as exc:  # noqa: BLE001 - the model's own failure, reported in one line
         msg = f"{job.get('source', '?')}: the model raised {type(exc).__name__}: {exc}"
