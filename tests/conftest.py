@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,15 @@ from scipy import ndimage as ndi
 
 DATA = Path(__file__).parents[1] / "benchmark" / "bonesr_bench" / "data" / "bonebox"
 BONEJ = json.loads((DATA / "bonej_reference.json").read_text())
+
+
+def tree_sha(path: Path) -> str:
+    """sha256 over every file's relative path and bytes under ``path``."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def read_roi(name: str) -> np.ndarray:

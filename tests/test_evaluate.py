@@ -3,7 +3,6 @@ and the suite of bad submissions (each fails in one line, leaving everything els
 
 from __future__ import annotations
 
-import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -22,18 +21,11 @@ from bonesr_bench.models.worker import LOG_LIMIT_BYTES
 from bonesr_bench.scoring.segmentation import normalise
 from bonesr_bench.split import PROTOCOLS, from_raw, iter_specimens
 
+from conftest import tree_sha
+
 ROOT = Path(__file__).parents[1]
 BICUBIC = str(ROOT / "baselines" / "bicubic.py")
 runner = CliRunner()
-
-
-def tree_sha(path: Path) -> str:
-    """sha256 over every file's relative path and bytes under ``path``."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

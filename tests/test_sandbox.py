@@ -4,7 +4,6 @@ cleanly with one line naming what was denied, and nothing outside its run change
 from __future__ import annotations
 
 import ast
-import hashlib
 import socket
 import subprocess
 import textwrap
@@ -15,6 +14,8 @@ import pytest
 
 from bonesr_bench.evaluation import EvaluateOptions, evaluate
 from bonesr_bench.models.sandbox import describe, is_confined, landlock_abi, namespace_prefix
+
+from conftest import tree_sha
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.skipif(landlock_abi() < 4 or not namespace_prefix(),
@@ -44,14 +45,6 @@ def _submission(tmp_path: Path, name: str, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(MODEL.format(body=textwrap.indent(textwrap.dedent(body).strip(), " " * 8)))
     return path
-
-
-def _tree_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture()
@@ -86,14 +79,14 @@ def test_a_cheat_fails_in_one_line_and_changes_nothing(cheat, mini_split, tmp_pa
     body, named = _cheats(mini_split, tmp_path, listener)[cheat]
     src = _submission(tmp_path, cheat, body)
     out = tmp_path / "runs"
-    before = {"split": _tree_sha(mini_split), "leaderboard": _tree_sha(ROOT / "leaderboard")}
+    before = {"split": tree_sha(mini_split), "leaderboard": tree_sha(ROOT / "leaderboard")}
     outcome = evaluate(str(src), EvaluateOptions(split=mini_split, out=out, device="cpu",
                                                  sandbox="required", timeout_s=120))
     res = outcome.result
     assert outcome.exit_code == 1 and res["status"] == "failed"
     assert "\n" not in res["reason"] and named in res["reason"], res["reason"]
     assert "the sandbox denied it" in res["reason"] or "Permission denied" in res["reason"]
-    after = {"split": _tree_sha(mini_split), "leaderboard": _tree_sha(ROOT / "leaderboard")}
+    after = {"split": tree_sha(mini_split), "leaderboard": tree_sha(ROOT / "leaderboard")}
     assert after == before
     assert not (tmp_path / "stolen.npy").exists() and not Path("/dev/shm/lr.npy").exists()
 
@@ -168,3 +161,49 @@ def test_unconfined_runs_are_recorded_and_refused_by_the_leaderboard(mini_split,
     with pytest.raises(LeaderboardError, match="unconfined.*--allow-unconfined"):
         add(outcome.path, board, allow_other_split=True)
     assert add(outcome.path, board, allow_other_split=True, allow_unconfined=True).is_file()
+
+
+def test_where_the_kernel_cannot_confine_auto_records_it_and_required_refuses(monkeypatch,
+                                                                               tmp_path):
+    """Another OS or an old kernel (simulated): auto runs unconfined and records why; required
+    refuses before anything runs, in one line."""
+    from bonesr_bench.evaluation import EvaluationError
+    from bonesr_bench.evaluation import run as run_mod
+    from bonesr_bench.models import SubmissionError, sandbox, worker
+
+    def unavailable(*_a, **_k):
+        raise sandbox.SandboxUnavailable("the kernel offers no Landlock")
+
+    monkeypatch.setattr(sandbox, "confine", unavailable)
+    record = worker._confine({"mode": "auto", "namespaces": False}, tmp_path)
+    assert record["filesystem"] is None and "no Landlock" in record["reason"]
+    assert not is_confined(record) and describe(record).startswith("unconfined")
+    with pytest.raises(SubmissionError, match="--sandbox required"):
+        worker._confine({"mode": "required", "namespaces": False}, tmp_path)
+    monkeypatch.setattr(sandbox, "landlock_abi", lambda: 0)
+    with pytest.raises(EvaluationError, match="cannot confine.*--sandbox auto"):
+        run_mod._check_sandbox("required")
+    run_mod._check_sandbox("auto")  # runs, unconfined
+    with pytest.raises(EvaluationError, match="--sandbox must be one of"):
+        run_mod._check_sandbox("strict")
+
+
+def test_the_site_shows_what_held_each_entry(tmp_path):
+    """Per entry: the entry page says what confined its run; the main table marks an entry
+    scored unconfined."""
+    import shutil
+
+    from bonesr_bench.evaluation import result
+    from bonesr_bench.files import write_json
+    from bonesr_bench.leaderboard.site import build
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "leaderboard" / "results", results)
+    res = result.read(results / "bicubic.json")
+    res["run"]["sandbox"] = {"mode": "off", "namespaces": False, "filesystem": None}
+    write_json(results / "bicubic.json", res)
+    site = build(results, tmp_path / "site")
+    index = (site.out / "index.html").read_text()
+    assert 'class="badge unconfined"' in index and "unconfined (--sandbox off)" in index
+    page = (site.out / "entries" / "bicubic.html").read_text()
+    assert "<th>sandbox</th><td>unconfined (--sandbox off)</td>" in page
