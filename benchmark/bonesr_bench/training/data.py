@@ -59,27 +59,29 @@ def _train_split(path) -> tuple[list[str], tuple[float, float]]:
     return sorted(root["train"].group_keys()), window
 
 
-def _draw(vols: list[Volume], rng: np.random.Generator, size: int, grid: str):
-    """A random specimen, slice and square corner of side ``size`` on its ``grid`` ("lr" or
-    "hr") plane, the side clamped to the plane: (volume, z, y, x, side)."""
+def _draw(vols: list[Volume], rng: np.random.Generator, size: int, grid: str, depth: int = 1):
+    """A random specimen, first of ``depth`` consecutive slices and square corner of side
+    ``size`` on its ``grid`` ("lr" or "hr") plane, the side clamped to the plane: (volume, z, y,
+    x, side)."""
     v = vols[int(rng.integers(len(vols)))]
     plane = getattr(v, grid)
     s = min(size, plane.shape[1], plane.shape[2])
-    z = int(rng.integers(v.hr.shape[0]))
+    z = int(rng.integers(v.hr.shape[0] - depth + 1))
     y = int(rng.integers(0, plane.shape[1] - s + 1))
     x = int(rng.integers(0, plane.shape[2] - s + 1))
     return v, z, y, x, s
 
 
 def sample_pairs(vols: list[Volume], rng: np.random.Generator, n: int, patch: int,
-                 scale: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random (LR patch, HR patch) pairs, (n, 1, p, p) and (n, 1, s*p, s*p)."""
+                 scale: int = 2, stack: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random (LR patch, HR patch) pairs of ``stack`` consecutive slices (on the HR slice
+    positions, as a slice model sees them): (n, stack, p, p) and (n, stack, s*p, s*p)."""
     lrs, hrs = [], []
     for _ in range(n):
-        v, z, y, x, p = _draw(vols, rng, patch, "lr")
-        lrs.append(v.lr[z, y:y + p, x:x + p])
-        hrs.append(v.hr[z, scale * y:scale * (y + p), scale * x:scale * (x + p)])
-    return torch.stack(lrs)[:, None], torch.stack(hrs)[:, None]
+        v, z, y, x, p = _draw(vols, rng, patch, "lr", stack)
+        lrs.append(v.lr[z:z + stack, y:y + p, x:x + p])
+        hrs.append(v.hr[z:z + stack, scale * y:scale * (y + p), scale * x:scale * (x + p)])
+    return torch.stack(lrs), torch.stack(hrs)
 
 
 def sample_hr(vols: list[Volume], rng: np.random.Generator, n: int, size: int) -> torch.Tensor:

@@ -216,6 +216,13 @@ class _Training:
         self.validate = _Validation(self.task, self.val_vols, recipe, device)
         self.generator = self.task.networks.get("generator",
                                                 next(iter(self.task.networks.values())))
+        if getattr(self.task, "morphometry_weights", None) and \
+                getattr(self.task, "bone_threshold", 0.0) is None:
+            from skimage.filters import threshold_otsu
+
+            # the Otsu level of the train HR slices (every 97th voxel): the soft maps' threshold
+            sample = torch.cat([v.hr.flatten()[::97] for v in self.train_vols]).numpy()
+            self.task.bone_threshold = float(threshold_otsu(sample, nbins=256))
 
     def resume(self) -> None:
         """The checkpoint of an earlier run of this recipe (unless --restart), the log."""
@@ -233,6 +240,10 @@ class _Training:
                  f"({len(self.train_vols)} train, {len(self.val_vols)} validation specimens: "
                  f"{', '.join(v.name for v in self.val_vols)}), device {self.device}, recipe "
                  f"{json.dumps(self.recipe.as_dict(), default=str)}")
+        if getattr(self.task, "morphometry_weights", None):
+            self.say(f"morphometry terms {self.task.morphometry_weights} on soft bone maps at "
+                     f"threshold {self.task.bone_threshold:.4f} (of the [0, 1] window), tau "
+                     f"{self.task.bone_tau:g}")
 
     def say(self, line: str) -> None:
         self.log_file.write(line + "\n")
@@ -248,7 +259,7 @@ class _Training:
             lr, aux = self.task.degrade(hr, gen.manual_seed(recipe.seed * 1_000_003 + it))
             return lr, hr, aux
         lr, hr = sample_pairs(self.train_vols, self.rng, recipe.batch_size, recipe.patch,
-                              recipe.scale)
+                              recipe.scale, recipe.stack)
         return lr, hr, None
 
     def loop(self) -> None:

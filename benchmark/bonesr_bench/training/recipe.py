@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -52,6 +52,15 @@ class Recipe:
     keep: str = "best"  # best (validation L1) | last
     weights_dtype: str = "float32"  # float32 | float16
     notes: str = ""
+    #: morphometry terms added to the loss, by weight (``morphometry.soft.TERMS``: bv_tv, euler,
+    #: cldice, thickness), on the soft bone maps sigmoid((x - bone_threshold) / bone_tau) of SR
+    #: and HR per patch (2D); bone_threshold None: the Otsu level of the train HR slices
+    morphometry_weights: dict = field(default_factory=dict)
+    bone_threshold: float | None = None
+    bone_tau: float = 0.05
+    #: consecutive slices per training patch: with more than 1 the slice model super-resolves
+    #: the stack and the morphometry terms are computed in 3D on it (3D connectivity)
+    stack: int = 1
 
     def __post_init__(self):
         checks = {"loss": ("l1", "mse"), "optimiser": ("adam", "adamw"),
@@ -61,6 +70,16 @@ class Recipe:
             if getattr(self, name) not in allowed:
                 raise TrainingError(f"Recipe.{name}={getattr(self, name)!r}: use one of "
                                     f"{', '.join(allowed)}")
+        from bonesr_bench.morphometry.soft import TERMS
+
+        unknown = set(self.morphometry_weights) - set(TERMS)
+        if unknown or any(w < 0 for w in self.morphometry_weights.values()):
+            raise TrainingError(f"Recipe.morphometry_weights: terms are {', '.join(TERMS)} with "
+                                f"weights >= 0, got {self.morphometry_weights}")
+        if not self.bone_tau > 0:
+            raise TrainingError("Recipe.bone_tau must be > 0")
+        if self.stack < 1 or (self.stack > 1 and self.data != "pairs"):
+            raise TrainingError("Recipe.stack: at least 1 slice, and stacks need data='pairs'")
         if self.iterations < 1 or self.batch_size < 1 or self.patch < 4:
             raise TrainingError("Recipe: iterations and batch_size must be >= 1, patch >= 4 "
                                 "LR pixels")
@@ -77,6 +96,11 @@ class Recipe:
         """What a checkpoint must match to be resumed: the recipe and the network config (not
         the number of iterations: a finished run can be extended)."""
         recipe = {k: v for k, v in self.as_dict().items() if k != "iterations"}
+        if not self.morphometry_weights:  # recipes without them keep the keys they had
+            for k in ("morphometry_weights", "bone_threshold", "bone_tau"):
+                recipe.pop(k)
+        if self.stack == 1:
+            recipe.pop("stack")
         blob = json.dumps({"recipe": recipe, "config": config}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -118,6 +142,9 @@ class SupervisedTask:
     def __init__(self, net: nn.Module, recipe: Recipe, device="cpu", param_groups=None):
         self.net = net
         self.loss = F.l1_loss if recipe.loss == "l1" else F.mse_loss
+        self.morphometry_weights = dict(recipe.morphometry_weights)
+        self.bone_threshold = recipe.bone_threshold  # None: set by the loop from the train HR
+        self.bone_tau = recipe.bone_tau
         opt = make_optimiser(param_groups if param_groups is not None else net.parameters(),
                              recipe)
         self.networks = {"generator": net}
@@ -125,13 +152,25 @@ class SupervisedTask:
         self.schedulers = {"generator": make_scheduler(opt, recipe)}
 
     def step(self, lr, hr, aux=None) -> dict[str, float]:
-        loss = self.loss(self.net(lr), hr)
+        b, stack = lr.shape[:2]  # (B, stack, h, w): a slice model sees B * stack slices
+        sr = self.net(lr.reshape(b * stack, 1, *lr.shape[2:])).reshape(b, stack,
+                                                                        *hr.shape[2:])
+        loss = self.loss(sr, hr)
+        parts = {}
+        if self.morphometry_weights:
+            from bonesr_bench.morphometry.soft import morphometry_loss
+
+            extra, parts = morphometry_loss(sr, hr, self.morphometry_weights,
+                                            self.bone_threshold if self.bone_threshold is not None
+                                            else 0.5, self.bone_tau,
+                                            ndim=3 if stack > 1 else 2)
+            loss = loss + extra
         opt = self.optimisers["generator"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         self.schedulers["generator"].step()
-        return {"loss": float(loss.detach())}
+        return {"loss": float(loss.detach()), **parts}
 
     def predict(self, lr):
         return self.net(lr)
