@@ -37,3 +37,18 @@ def test_json_of_numpy_values_and_readable_permissions(tmp_path):
     assert jsonable((1, np.float64(math.inf))) == [1, None]
     write_atomic(tmp_path / "b.bin", b"\x00\x01")
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_weights_and_checkpoints_get_readable_permissions(tmp_path):
+    """Written through the one atomic writer: not mkstemp's 0600, which would hide committed
+    weights from the other users of a checkout."""
+    import torch
+
+    from bonesr_bench.training import save_weights
+
+    path = tmp_path / "w.safetensors"
+    save_weights(torch.nn.Linear(2, 3), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]

@@ -16,7 +16,7 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["jsonable", "write_atomic", "write_json", "atomic_path"]
+__all__ = ["jsonable", "write_atomic", "write_json"]
 
 
 def jsonable(obj):
@@ -68,13 +68,3 @@ def write_json(path: str | Path, obj, *, indent: int | None = 1, fsync: bool = T
     """:func:`write_atomic` of ``jsonable(obj)`` as JSON (NaN refused: written as null)."""
     text = json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n"
     return write_atomic(path, text, fsync=fsync)
-
-
-def atomic_path(path: str | Path) -> Path:
-    """A temporary sibling of ``path`` for writers that need a file name (torch.save,
-    safetensors); move it into place with ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)

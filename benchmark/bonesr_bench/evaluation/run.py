@@ -210,8 +210,8 @@ class _Run:
                             self.opts.subset, self.opts.amp, self.opts.sandbox)
         self.store, self.store_path = _open_store(self.run_dir, self.key, self.opts.force)
         self.manifest = self.store.attrs.get("bonesr_run", {}).get("manifest")
-        self.done = [n for n in self.names if not self.opts.force and self.stored(n) is not None
-                     and self.stored(n).attrs.get("complete")]
+        self.done = [] if self.opts.force else [
+            n for n in self.names if (g := self.stored(n)) is not None and g.attrs.get("complete")]
         self.run_info = {"device": self.device, "batch_size": self.opts.batch_size,
                          "amp": self.opts.amp, "timeout_s": self.opts.timeout_s, "n_clipped": 0,
                          "determinism": {"checked": self.opts.check_determinism,

@@ -3,7 +3,6 @@ registered onto HR), write it to the store; in worker processes, resumable."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -133,21 +132,6 @@ def auto_workers(specimens: int) -> int:
     mem = _available_memory()
     by_memory = int(mem // WORKER_MEMORY) if mem else specimens
     return max(1, min(_usable_cores(), by_memory, specimens))
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    """``os.environ`` updated by ``values`` inside the block (what spawned processes inherit)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _worker_main() -> None:

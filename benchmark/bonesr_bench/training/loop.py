@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bonesr_bench.files import atomic_path, write_atomic
+from bonesr_bench.files import write_atomic
 from bonesr_bench.training.data import load_volumes, sample_hr, sample_pairs
 from bonesr_bench.training.recipe import Progress, Recipe, SupervisedTask, TrainingError, _noop
 from bonesr_bench.training.weights import save_weights
@@ -79,9 +78,7 @@ def _save_checkpoint(path: Path, task, it: int, best: float, key: str, rng, hist
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "history": json.dumps(history),
     }
-    tmp = atomic_path(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def _load_checkpoint(path: Path, task, key: str, rng, device) -> tuple[int, float, list]:

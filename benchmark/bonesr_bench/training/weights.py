@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bonesr_bench.files import atomic_path
+from bonesr_bench.files import write_atomic
 from bonesr_bench.models.wrapper import load_weights
 
 __all__ = ["save_weights", "load_weights", "weights_record"]
@@ -20,16 +19,13 @@ __all__ = ["save_weights", "load_weights", "weights_record"]
 def save_weights(net: nn.Module, path: str | Path, dtype: str = "float32",
                  metadata: dict | None = None) -> str:
     """Write ``net``'s state as safetensors (atomically) in ``dtype``; returns its sha256."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cast = torch.float16 if dtype == "float16" else torch.float32
     state = {k: (t.detach().to("cpu", cast) if t.is_floating_point() else t.detach().cpu())
              .contiguous() for k, t in net.state_dict().items()}
-    tmp = atomic_path(path)
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    write_atomic(path, save(state, metadata={k: str(v) for k, v in (metadata or {}).items()}))
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
