@@ -23,14 +23,27 @@ from bonesr_bench.params import SUMMARY_KEYS, label_unit
 @app.command()
 def evaluate(
     submission: Annotated[str, typer.Argument(
-        help="A submission .py file, a package.module:attribute, or an installed model name "
-        "(see `bonesr-bench models`).", show_default=False)],
+        help="A submission .py file (FILE.py:FACTORY for a file offering several models, "
+        "such as an ablation's variants), a package.module:attribute, or an installed model "
+        "name (see `bonesr-bench models`).", show_default=False)],
     split: Annotated[str | None, typer.Option(
         "--split", help="A split name (v2, v1, mini, bonebox: kept in the per-user cache and built "
         "on first use) or the path of a split's zarr store, such as one built from your own "
         "scans with `bonesr-bench data build --from-scans`. Default: v2.",
         show_default=False)] = None,
     subset: Annotated[str, typer.Option("--subset", help="test or train.")] = "test",
+    specimens: Annotated[str | None, typer.Option(
+        "--specimens", help="Score only these specimens of the subset, comma-separated (e.g. "
+        "a model's validation specimens: --subset train --specimens s1027,s1028). Such a "
+        "result cannot join the leaderboard.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Score specimens (segmentation, morphometry, PSNR/SSIM) and the "
+        "reference rows in this many Dask worker processes on this machine, while the model "
+        "runs in its own confined worker. 1: in this process. The numbers are the same.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Send the scoring tasks to the Dask cluster at this address (e.g. "
+        "tcp://head:8786) instead; its workers must see the split at the same path.",
+        show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Runs folder: one sub-folder per entry with "
                                       "sr.zarr, worker.log and result.json.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(
@@ -76,6 +89,9 @@ def evaluate(
       bonesr-bench evaluate baselines/bicubic.py
       bonesr-bench evaluate my_model.py --device cuda --amp --check-determinism
       bonesr-bench evaluate bicubic --split mini --json
+      bonesr-bench evaluate baselines/fsrcnn.py --workers 2
+      bonesr-bench evaluate baselines/bioaware.py:load_euler --subset train \\
+          --specimens s1027,s1028
     """
     from bonesr_bench.evaluation import EvaluateOptions
     from bonesr_bench.evaluation import evaluate as run_evaluation
@@ -83,7 +99,10 @@ def evaluate(
     opts = EvaluateOptions(split=split, subset=subset, out=out, entry=name, device=device,
                            batch_size=batch_size, amp=amp, timeout_s=timeout, force=force,
                            check_determinism=check_determinism, memory_gb=memory_gb,
-                           sandbox=sandbox)
+                           sandbox=sandbox,
+                           specimens=tuple(s.strip() for s in specimens.split(",") if s.strip())
+                           if specimens else None,
+                           workers=workers, scheduler=scheduler)
     labels = {"build": ("building the split", ""),
               "references": ("scoring HR, LR and truth (once per split)", ""),
               "model": ("running the model", "slices"), "score": ("scoring", ""),

@@ -41,6 +41,10 @@ def train(
         "patches; never touches the shipped weights.")] = False,
     restart: Annotated[bool, typer.Option(
         "--restart", help="Ignore the checkpoint in the run folder and start over.")] = False,
+    variant: Annotated[str | None, typer.Option(
+        "--variant", help="Train one of the file's VARIANTS (recipe overrides, such as an "
+        "ablation's): run folder runs/train/NAME-VARIANT, weights NAME-VARIANT.safetensors "
+        "beside the file's WEIGHTS.", show_default=False)] = None,
 ):
     """Train a submission by the recipe it declares, on the train split only.
 
@@ -56,12 +60,14 @@ def train(
       bonesr-bench train baselines/fsrcnn.py
       bonesr-bench train baselines/rcan.py --device cuda
       bonesr-bench train baselines/pix2pix.py --split mini --tiny
+      bonesr-bench train baselines/bioaware.py --variant euler
     """
     from bonesr_bench.training import TrainOptions
     from bonesr_bench.training import train as run_training
 
     opts = TrainOptions(split=split, run_dir=run_dir, weights=weights, device=device,
-                        iterations=iterations, tiny=tiny, restart=restart)
+                        iterations=iterations, tiny=tiny, restart=restart,
+                        variant=variant)
     labels = {"data": ("loading the train split", ""), "train": ("training", "it")}
     try:
         with errors(), progress(labels) as report:

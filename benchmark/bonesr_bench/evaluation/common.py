@@ -69,8 +69,10 @@ def _scan_record(root, meta: dict, subset: str) -> dict:
 
 
 def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict, subset: str,
-            params: SegmentationParams, device: str, refs: dict, submission: dict) -> dict:
-    """The fields every result shares: schema, entry, code, split, conventions, environment."""
+            params: SegmentationParams, device: str, refs: dict, submission: dict,
+            selected: list[str] | None = None) -> dict:
+    """The fields every result shares: schema, entry, code, split, conventions, environment.
+    ``selected``: the specimens scored when only some of the subset were (--specimens)."""
     return {
         "schema_version": result.SCHEMA_VERSION,
         "entry": entry,
@@ -84,6 +86,7 @@ def _header(entry: str, split_path: Path, report: VerifyReport, root, meta: dict
                   "lr_voxel_um": float(meta["lr_voxel_um"]), "canonical": report.canonical,
                   "comparable": report.comparable,
                   "n_specimens": len(list(root[subset].group_keys())),
+                  **({"selected": list(selected)} if selected else {}),
                   **_scan_record(root, meta, subset)},
         "conventions": {"metrics": metrics.CONVENTIONS, "morphometry": MORPHOMETRY_CONVENTIONS,
                         "segmentation": {**params.as_dict(),

@@ -9,7 +9,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import zarr
 
 from bonesr_bench import scoring
@@ -28,8 +27,6 @@ from bonesr_bench.scoring import SpecimenScore
 from bonesr_bench.scoring import perceptual as metrics
 from bonesr_bench.scoring.segmentation import SegmentationParams
 from bonesr_bench.split import (
-    calibration,
-    from_raw,
     segmentation_params,
 )
 
@@ -47,46 +44,48 @@ def _scoring_key(params: SegmentationParams, lr_params: SegmentationParams | Non
 
 def reference_rows(path: Path, root: zarr.Group, meta: dict, subset: str,
                    params: SegmentationParams, *, device: str | None = None,
-                   progress: Progress = _noop, cache_dir: Path | None = None) -> dict:
-    """{specimen: {"hr": ..., "lr": ..., "truth": ... or None}} morphometry, cached per split
-    fingerprint, subset and scoring conventions. The HR scan is segmented with ``params`` (the
-    HR grid's), the LR scan on its own grid with the LR grid's parameters of the split."""
+                   progress: Progress = _noop, cache_dir: Path | None = None,
+                   names: list[str] | None = None, scorer=None) -> dict:
+    """{specimen: {"hr": ..., "lr": ..., "truth": ... or None}} morphometry of ``names`` (default:
+    every specimen of ``subset``), cached per split fingerprint, subset and scoring conventions
+    (rows computed once, whichever run asked first). The HR scan is segmented with ``params``
+    (the HR grid's), the LR scan on its own grid with the LR grid's parameters of the split.
+    ``scorer`` (an :class:`evaluation.parallel.Scorer`): where the rows are computed, one task
+    per specimen (default inline)."""
     from platformdirs import user_cache_dir
+
+    from bonesr_bench.evaluation.parallel import Scorer, reference_task
 
     lr_params = segmentation_params(meta)["lr"]
     cache_dir = cache_dir or Path(user_cache_dir("bonesr-bench")) / "references"
     cache = cache_dir / (f"{meta['fingerprint'][:16]}-{subset}-"
                          f"{_scoring_key(params, lr_params)}.json")
+    names = sorted(names if names is not None else root[subset].group_keys())
+    rows = {}
     if cache.exists():
         try:
-            return json.loads(cache.read_text())["rows"]
-        except (json.JSONDecodeError, KeyError):
-            pass  # a damaged cache is recomputed
-    s = int(meta["scale"])
-    hr_um, lr_um = float(meta["hr_voxel_um"]), float(meta["lr_voxel_um"])
-    names = sorted(root[subset].group_keys())
-    cal = calibration(meta)
-    rows = {}
-    for i, name in enumerate(names):
-        progress("references", i, len(names), name)
-        g = root[f"{subset}/{name}"]
-        regions = np.asarray(g["labels/regions/0"][...])
-        hr = from_raw(np.asarray(g["hr/0"][...]), cal)
-        lr = from_raw(np.asarray(g["lr/0"][...]), cal)
-        row = {"hr": scoring.measure(hr, hr_um, regions, params, device=device),
-               "lr": scoring.measure(lr, lr_um, regions[::s, ::s, ::s], lr_params,
-                                     device=device),
-               "truth": None}
-        if "labels/truth" in g:
-            from bonesr_bench.morphometry import morphometry
-
-            truth = np.asarray(g["labels/truth/0"][...]) != 0
-            row["truth"] = morphometry(truth, hr_um, regions=regions, device=device)
-        rows[name] = jsonable(row)
-    progress("references", len(names), len(names), "")
+            rows = dict(json.loads(cache.read_text())["rows"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            rows = {}  # a damaged cache is recomputed
+    todo = [n for n in names if n not in rows]
+    if not todo:
+        return {n: rows[n] for n in names}
+    scorer = scorer or Scorer()
+    futures = {}
+    for i, name in enumerate(todo):
+        if not scorer.parallel:  # inline: each row is computed here
+            progress("references", i, len(todo), name)
+        futures[name] = scorer.submit(reference_task, str(path), subset, name, params,
+                                      lr_params, device,
+                                      key=f"reference-{subset}-{name}-{cache.stem}")
+    for i, (name, future) in enumerate(scorer.wait_all(futures)):
+        rows[name] = scorer.gather(future)
+        if scorer.parallel:
+            progress("references", i + 1, len(todo), name)
+    progress("references", len(todo), len(todo), "")
     write_json(cache, {"split": meta.get("split"), "fingerprint": meta["fingerprint"],
-                                "subset": subset, "path": str(path), "rows": rows})
-    return rows
+                       "subset": subset, "path": str(path), "rows": rows})
+    return {n: rows[n] for n in names}
 
 
 #: The reference rows of a leaderboard: the scans themselves, segmented like every entry.
@@ -106,15 +105,21 @@ def reference_result(scan: str, split: str | Path | None = None, subset: str = "
 
 
 def reference_results(scans=tuple(REFERENCE_SCANS), split: str | Path | None = None,
-                      subset: str = "test", progress: Progress = _noop) -> dict[str, dict]:
-    """{scan: :func:`reference_result`} for several scans, opening and verifying the split once."""
+                      subset: str = "test", progress: Progress = _noop, *, workers: int = 1,
+                      scheduler: str | None = None) -> dict[str, dict]:
+    """{scan: :func:`reference_result`} for several scans, opening and verifying the split once;
+    rows not yet cached are computed on ``workers`` Dask processes (or at ``scheduler``)."""
+    from bonesr_bench.evaluation.parallel import Scorer
+
     for scan in scans:
         if scan not in REFERENCE_SCANS:
             raise EvaluationError(f"reference scan {scan!r}: use one of "
                                   f"{', '.join(REFERENCE_SCANS)}")
     t0 = time.perf_counter()
     split_path, report, root, meta, params = _open_scored_split(split, subset, progress)
-    refs = reference_rows(split_path, root, meta, subset, params, progress=progress)
+    with Scorer(workers, scheduler) as scorer:
+        refs = reference_rows(split_path, root, meta, subset, params, progress=progress,
+                              scorer=scorer)
     names = sorted(root[subset].group_keys())
     return {scan: _reference_result(scan, split_path, report, root, meta, params, subset, refs,
                                     names, t0) for scan in scans}

@@ -25,7 +25,13 @@ from bonesr_bench.evaluation.common import (
 )
 from bonesr_bench.evaluation.references import _scoring_key, reference_rows
 from bonesr_bench.files import jsonable, write_json
-from bonesr_bench.models import SubmissionError, entry_name, is_file_source, source_sha256
+from bonesr_bench.models import (
+    SubmissionError,
+    entry_name,
+    is_file_source,
+    source_sha256,
+    split_file_source,
+)
 from bonesr_bench.scoring import SpecimenScore
 from bonesr_bench.split import (
     array_sha256,
@@ -51,6 +57,16 @@ class EvaluateOptions:
     check_determinism: bool = False
     memory_gb: float | None = 16.0  # the worker's address-space cap on the CPU
     sandbox: str = "auto"  # required | auto | off: the worker's confinement (models.sandbox)
+    #: score only these specimens of the subset (e.g. a model's validation specimens); such a
+    #: result records them (split.selected) and cannot join the leaderboard
+    specimens: tuple[str, ...] | None = None
+    #: per-specimen scoring and reference rows as Dask tasks (evaluation.parallel): on a
+    #: LocalCluster of ``workers`` processes, or on the cluster at ``scheduler``; 1: inline
+    workers: int = 1
+    scheduler: str | None = None
+    #: score the SR volumes an earlier run stored, under today's conventions, never running the
+    #: model (``leaderboard rescore``); every specimen must be stored and complete
+    rescore: bool = False
 
 
 @dataclass
@@ -61,9 +77,14 @@ class Outcome:
 
 
 def _run_key(source_sha: str | None, source: str, fp: str, subset: str, amp: bool,
-             sandbox: str = "auto") -> str:
-    blob = json.dumps([source_sha or source, fp, subset, amp] + ([sandbox] if sandbox != "auto"
-                                                                  else []))
+             sandbox: str = "auto", specimens: tuple[str, ...] | None = None) -> str:
+    """What stored SR volumes must match to be resumed. The factory of a ``file.py:factory``
+    source and a --specimens choice enter the key only when given (older keys stay valid)."""
+    factory = split_file_source(source)[1] if is_file_source(source) else "load"
+    blob = json.dumps([source_sha or source, fp, subset, amp]
+                      + ([sandbox] if sandbox != "auto" else [])
+                      + ([factory] if factory != "load" else [])
+                      + ([sorted(specimens)] if specimens else []))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -131,10 +152,13 @@ def _check_options(source: str, opts: EvaluateOptions) -> tuple[str, str]:
         raise EvaluationError(f"--timeout must be a positive number of seconds, got "
                               f"{opts.timeout_s}")
     _check_sandbox(opts.sandbox)
+    if opts.rescore and (opts.force or opts.check_determinism):
+        raise EvaluationError("a rescore never runs the model: drop --force and "
+                              "--check-determinism")
     if opts.subset not in ("test", "train"):
         raise EvaluationError(f"subset must be test or train, got {opts.subset!r}")
     if is_file_source(source):
-        path = Path(source)
+        path = Path(split_file_source(source)[0])
         if not path.is_file():
             where = (" (baselines/ and submissions/ come with a checkout of bonesr-bench; an "
                      "installed package has the bicubic model: `bonesr-bench evaluate bicubic`)"
@@ -183,6 +207,10 @@ class _Run:
         self.timings = {"split_s": 0.0, "references_s": 0.0, "model_s": 0.0, "worker_s": 0.0,
                         "scoring_s": 0.0}
         self.scores: dict[str, SpecimenScore] = {}
+        self.pending: dict = {}  # specimen -> its score's future
+        from bonesr_bench.evaluation.parallel import Scorer
+
+        self.scorer = Scorer(opts.workers, opts.scheduler)
 
     # -- open split, run store, references ------------------------------------------------
     def open_split(self) -> None:
@@ -195,6 +223,13 @@ class _Run:
         self.scale = int(self.meta["scale"])
         self.hr_um = float(self.meta["hr_voxel_um"])
         self.names = sorted(self.root[self.opts.subset].group_keys())
+        if self.opts.specimens:
+            unknown = sorted(set(self.opts.specimens) - set(self.names))
+            if unknown:
+                raise EvaluationError(
+                    f"--specimens: {', '.join(unknown)} not in the {self.opts.subset} part of "
+                    f"{self.split_path} (it has {', '.join(self.names)})")
+            self.names = sorted(set(self.opts.specimens))
         self.n_slices = {n: self.scale * int(self.group(n)["lr/0"].shape[0]) for n in self.names}
         self.timings["split_s"] = time.perf_counter() - t0
 
@@ -207,8 +242,12 @@ class _Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.src_sha = source_sha256(self.source)
         self.key = _run_key(self.src_sha, self.source, self.meta["fingerprint"],
-                            self.opts.subset, self.opts.amp, self.opts.sandbox)
-        self.store, self.store_path = _open_store(self.run_dir, self.key, self.opts.force)
+                            self.opts.subset, self.opts.amp, self.opts.sandbox,
+                            self.opts.specimens)
+        if self.opts.rescore:
+            self._open_for_rescore()
+        else:
+            self.store, self.store_path = _open_store(self.run_dir, self.key, self.opts.force)
         self.manifest = self.store.attrs.get("bonesr_run", {}).get("manifest")
         self.done = [] if self.opts.force else [
             n for n in self.names if (g := self.stored(n)) is not None and g.attrs.get("complete")]
@@ -219,6 +258,27 @@ class _Run:
                          "resumed": self.done,
                          "sandbox": self.store.attrs.get("bonesr_run", {}).get("sandbox")}
 
+    def _open_for_rescore(self) -> None:
+        """The run's own store, whatever the source file's sha256 is today: its volumes, run
+        key and manifest are kept; only their scores are made again."""
+        path = self.run_dir / "sr.zarr"
+        try:
+            store = zarr.open_group(str(path), mode="a", zarr_format=2)
+            info = dict(store.attrs["bonesr_run"])
+        except Exception:  # noqa: BLE001 - absent or unreadable: nothing to rescore
+            raise EvaluationError(f"{path}: no stored SR volumes to rescore; evaluate the entry "
+                                  "again (bonesr-bench evaluate SOURCE --name ENTRY)") from None
+        if info.get("split_fingerprint") != self.meta["fingerprint"]:
+            raise EvaluationError(f"{path}: its SR volumes were made on another split "
+                                  f"({str(info.get('split_fingerprint'))[:16]}); evaluate the "
+                                  "entry again on this one")
+        missing = [n for n in self.names if f"{self.opts.subset}/{n}" not in store
+                   or not store[f"{self.opts.subset}/{n}"].attrs.get("complete")]
+        if missing:
+            raise EvaluationError(f"{path}: no complete SR volume of {', '.join(missing)}; "
+                                  "evaluate the entry again to make them")
+        self.store, self.store_path, self.key = store, path, info["run_key"]
+
     def stored(self, name: str):
         key = f"{self.opts.subset}/{name}"
         return self.store[key] if key in self.store else None
@@ -227,26 +287,20 @@ class _Run:
         t0 = time.perf_counter()
         self.refs = reference_rows(self.split_path, self.root, self.meta, self.opts.subset,
                                    self.params, device=self.morph_device,
-                                   progress=self.progress)
+                                   progress=self.progress, names=self.names,
+                                   scorer=self.scorer)
         self.timings["references_s"] = time.perf_counter() - t0
         self.skey = _scoring_key(self.params)
         self.base = _header(self.entry, self.split_path, self.report, self.root, self.meta,
                             self.opts.subset, self.params, self.device, self.refs,
-                            {"source": self.source, "source_sha256": self.src_sha})
+                            {"source": self.source, "source_sha256": self.src_sha},
+                            selected=self.names if self.opts.specimens else None)
 
     # -- run model, score ----------------------------------------------------------------
     def to_store(self, sr01: np.ndarray) -> np.ndarray:
         """[0, 1] model output -> uint16 raw in the split's calibration."""
         lo, hi = self.window
         return to_raw(lo + sr01.astype(np.float32) * (hi - lo), self.cal)
-
-    def score(self, name: str, sr_mu: np.ndarray) -> SpecimenScore:
-        g = self.group(name)
-        hr = from_raw(np.asarray(g["hr/0"][...]), self.cal)
-        regions = np.asarray(g["labels/regions/0"][...])
-        return scoring.score_specimen(name, sr_mu, hr, regions, voxel_um=self.hr_um,
-                                      window=self.window, shave=self.scale,
-                                      params=self.params, device=self.morph_device)
 
     def worker(self, which: list[str], stage: str, log: str):
         """(the isolated worker over the LR of ``which``, SR slices before each specimen,
@@ -282,6 +336,7 @@ class _Run:
                 self.progress("model", before[name] + self.n_slices[name], total, name)
                 self._store_and_score(name, out)
         self.timings["worker_s"] = time.perf_counter() - t0
+        self.wait_scores()
 
     def _check_weights(self, manifest: dict | None) -> None:
         old = self.manifest
@@ -291,32 +346,55 @@ class _Run:
                                   "stored SR volumes were made; pass --force to recompute them")
 
     def _store_and_score(self, name: str, out) -> None:
+        """Store the SR volume, then score it (a task of the scorer: inline, or on Dask while
+        the model goes on); the specimen is complete once its score is recorded."""
         raw = self.to_store(out.sr)
         g = self.store.require_group(f"{self.opts.subset}/{name}")
         g.attrs["complete"] = False
         sha = write_image(g, "sr", raw, self.hr_um)
-        s = self.score(name, from_raw(raw, self.cal))
+        g.attrs.update({"sha256": sha, "stats": out.stats.as_dict()})
+        self.pending[name] = self.submit_score(name, raw)
+        for done, future in self.scorer.finished(self.pending):
+            self._record(done, self.scorer.gather(future), complete=True)
+
+    def submit_score(self, name: str, raw: np.ndarray):
+        from bonesr_bench.evaluation.parallel import score_task
+
+        return self.scorer.submit(score_task, str(self.split_path), self.opts.subset, name,
+                                  raw, self.params, self.morph_device,
+                                  key=f"score-{self.entry}-{name}-{self.key}")
+
+    def _record(self, name: str, s: SpecimenScore, complete: bool = False) -> None:
+        g = self.stored(name)
         self.scores[name] = s
-        g.attrs.update({"sha256": sha, "stats": out.stats.as_dict(),
-                        "score": jsonable({**s.as_dict(), "scoring_key": self.skey})})
-        g.attrs["complete"] = True
-        self.store.attrs["bonesr_run"] = {"run_key": self.key, "entry": self.entry,
-                                          "source": self.source,
-                                          "split_fingerprint": self.meta["fingerprint"],
-                                          "manifest": self.manifest,
-                                          "sandbox": self.run_info.get("sandbox")}
+        g.attrs["score"] = jsonable({**s.as_dict(), "scoring_key": self.skey})
+        if complete:
+            g.attrs["complete"] = True
+            self.store.attrs["bonesr_run"] = {"run_key": self.key, "entry": self.entry,
+                                              "source": self.source,
+                                              "split_fingerprint": self.meta["fingerprint"],
+                                              "manifest": self.manifest,
+                                              "sandbox": self.run_info.get("sandbox")}
         self.progress("score", len(self.scores), len(self.names), name)
+
+    def wait_scores(self) -> None:
+        """Every score still running, recorded as it arrives."""
+        for name, future in self.scorer.wait_all(self.pending):
+            self._record(name, self.scorer.gather(future), complete=True)
 
     def score_resumed(self) -> None:
         """Scores of the specimens an earlier run stored (rescored under new conventions)."""
+        again = {}
         for name in self.done:
             g = self.stored(name)
             s = _score_from_store(g, self.skey)
             if s is None:
-                s = self.score(name, from_raw(np.asarray(g["sr/0"][...]), self.cal))
-                g.attrs["score"] = jsonable({**s.as_dict(), "scoring_key": self.skey})
+                again[name] = self.submit_score(name, np.asarray(g["sr/0"][...]))
+                continue
             self.scores[name] = s
             self.progress("score", len(self.scores), len(self.names), name)
+        for name, future in self.scorer.wait_all(again):
+            self._record(name, self.scorer.gather(future))
         stats = [self.stored(n).attrs["stats"] for n in self.names]
         self.run_info["n_clipped"] = int(sum(st["n_clipped"] for st in stats))
         self.run_info["batch_size"] = self.opts.batch_size or stats[0].get("batch_size")
@@ -403,14 +481,16 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
     write."""
     run = _Run(source, opts or EvaluateOptions(), progress)
     run.open_split()
-    run.open_run_store()
-    run.references()
-    try:
-        run.run_model()
-        run.score_resumed()
-        run.check_determinism()
-    except SubmissionError as exc:
-        return run.failed(str(exc))
-    except ValueError as exc:  # e.g. a constant SR volume that segmentation cannot threshold
-        return run.failed(f"{source}: its output could not be scored: {exc}")
+    with run.scorer:
+        run.open_run_store()
+        run.run_info["scoring"] = run.scorer.describe()
+        run.references()
+        try:
+            run.run_model()
+            run.score_resumed()
+            run.check_determinism()
+        except SubmissionError as exc:
+            return run.failed(str(exc))
+        except ValueError as exc:  # e.g. a constant SR volume that segmentation cannot threshold
+            return run.failed(f"{source}: its output could not be scored: {exc}")
     return run.scored()

@@ -11,7 +11,9 @@ from bonesr_bench.leaderboard.board import (
     RESULTS,
     LeaderboardError,
     add,
+    compare,
     load_results,
+    rescore,
     write_references,
 )
 from bonesr_bench.leaderboard.table_one import (
@@ -24,7 +26,9 @@ __all__ = [
     "LeaderboardError",
     "load_results",
     "add",
+    "compare",
     "write_references",
+    "rescore",
     "table_one",
     "markdown",
 ]

@@ -126,6 +126,12 @@ def add(path: str | Path, results_dir: str | Path = RESULTS, *,
     if res["entry"] in {e for e, _ in REFERENCE_SCANS.values()}:
         raise LeaderboardError(f"{path}: entry name {res['entry']!r} is reserved for the "
                                "reference rows; evaluate with another --name")
+    if res["split"].get("subset") != "test" or res["split"].get("selected"):
+        some = res["split"].get("selected")
+        raise LeaderboardError(
+            f"{path}: scored on {'specimens ' + ', '.join(some) + ' of ' if some else ''}the "
+            f"{res['split'].get('subset')} part; the leaderboard takes results on the whole test "
+            "part (evaluate without --subset and --specimens)")
     _check_split(res, results_dir, str(path), allow_other_split)
     sandbox = res["run"].get("sandbox")
     if not allow_unconfined and not is_confined(sandbox):
@@ -135,13 +141,97 @@ def add(path: str | Path, results_dir: str | Path = RESULTS, *,
     return write_json(results_dir / f"{res['entry']}.json", res)
 
 
+def _entry_result(which: str, results_dir: Path) -> dict:
+    """A scored result by committed entry name (``results_dir/<entry>.json``) or by path."""
+    path = Path(which)
+    if not path.suffix == ".json":
+        path = results_dir / f"{which}.json"
+    if not path.is_file():
+        have = sorted(p.stem for p in results_dir.glob("*.json")) if results_dir.is_dir() else []
+        raise LeaderboardError(f"{which}: no such entry or result file"
+                               + (f" (the leaderboard has {', '.join(have)})" if have else ""))
+    try:
+        res = result.read(path)
+    except result.ResultSchemaError as exc:
+        raise LeaderboardError(str(exc)) from None
+    if res["status"] != "scored" or not res.get("specimens"):
+        raise LeaderboardError(f"{path}: not a scored entry (status {res['status']!r}); "
+                               "compare two scored results")
+    return res
+
+
+def compare(a: str, b: str, results_dir: str | Path = RESULTS) -> dict:
+    """Entry ``a`` against entry ``b`` (names of committed entries or result.json paths), paired
+    by specimen: :func:`bonesr_bench.scoring.paired_difference` plus both entries' names. They
+    must have been scored on the same split (fingerprint) and part."""
+    from bonesr_bench.scoring import paired_difference
+
+    results_dir = Path(results_dir)
+    ra, rb = _entry_result(a, results_dir), _entry_result(b, results_dir)
+    for key in ("fingerprint", "subset"):
+        if ra["split"][key] != rb["split"][key]:
+            raise LeaderboardError(f"{a} and {b} were scored on different splits ({key} "
+                                   f"{str(ra['split'][key])[:16]} vs {str(rb['split'][key])[:16]}"
+                                   "); pairing their specimens would mean nothing")
+    out = paired_difference(ra["specimens"], rb["specimens"])
+    if not out["specimens"]:
+        raise LeaderboardError(f"{a} and {b} share no specimen")
+    return {"a": ra["entry"], "b": rb["entry"], "split": ra["split"]["id"], **out}
+
+
+def rescore(results_dir: str | Path = RESULTS, runs: str | Path = "runs", *,
+            split: str | Path | None = None, entries: list[str] | None = None,
+            workers: int = 1, scheduler: str | None = None, progress=None) -> list[dict]:
+    """Score every committed entry (or ``entries``) again from the SR volumes its run kept in
+    ``runs`` (``runs/<entry>/sr.zarr``), under today's conventions, without running any model;
+    then write the reference rows again. Each new result replaces the committed one atomically,
+    and only once every entry has been scored (one that cannot be is reported and nothing is
+    written). Returns, per entry, its biological error against HR before and after."""
+    from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
+
+    results_dir = Path(results_dir)
+    kept, _, _ = load_results(results_dir)
+    refs = {e for e, _ in REFERENCE_SCANS.values()}
+    todo = {res["entry"]: res for res in kept.values()
+            if res["status"] == "scored" and res["entry"] not in refs
+            and (entries is None or res["entry"] in entries)}
+    unknown = sorted(set(entries or ()) - set(todo))
+    if unknown:
+        raise LeaderboardError(f"{', '.join(unknown)}: not a scored entry of {results_dir}")
+    new = {}
+    for entry, old in sorted(todo.items()):
+        opts = EvaluateOptions(split=split, out=Path(runs), entry=entry, device="cpu",
+                               rescore=True, workers=workers, scheduler=scheduler,
+                               sandbox=(old["run"].get("sandbox") or {}).get("mode", "auto"))
+        try:
+            outcome = evaluate(old["submission"]["source"], opts,
+                               progress or (lambda *a: None))
+        except EvaluationError as exc:
+            raise LeaderboardError(f"{entry}: {exc}") from None
+        res = dict(outcome.result, submission=old["submission"])
+        res["run"] = {**res["run"], "rescored": {"from_created": old["created"],
+                                                 "code": old["code"].get("git_commit")}}
+        result.validate(res)
+        new[entry] = (old, res)
+    out = []
+    for entry, (old, res) in new.items():
+        write_json(results_dir / f"{entry}.json", res)
+        out.append({"entry": entry, "bio_err_vs_hr_before": old["aggregates"]["bio_err_vs_hr"]
+                    ["mean"], "bio_err_vs_hr_after": res["aggregates"]["bio_err_vs_hr"]["mean"]})
+    write_references(split, results_dir, progress=progress, workers=workers,
+                     scheduler=scheduler)
+    return out
+
+
 def write_references(split: str | Path | None = None, results_dir: str | Path = RESULTS,
-                     subset: str = "test", progress=None) -> list[Path]:
+                     subset: str = "test", progress=None, *, workers: int = 1,
+                     scheduler: str | None = None) -> list[Path]:
     """Write the HR and LR reference rows (``hr-scan.json``, ``lr-scan.json``)."""
     results_dir = Path(results_dir)
     out = []
     for scan, res in reference_results(tuple(REFERENCE_SCANS), split, subset,
-                                       progress or _noop).items():
+                                       progress or _noop, workers=workers,
+                                       scheduler=scheduler).items():
         _check_split(res, results_dir, f"reference row {scan}", split not in (None, "v1", "v2"))
         out.append(write_json(results_dir / f"{res['entry']}.json", res))
     return out

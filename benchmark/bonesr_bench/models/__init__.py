@@ -22,6 +22,7 @@ from bonesr_bench.errors import BenchError
 
 __all__ = ["ENTRY_POINT_GROUP", "SubmissionError", "Manifest", "resolve", "load_model",
            "installed_models", "manifest", "is_file_source", "source_file", "source_sha256",
+           "split_file_source",
            "entry_name", "TorchModel"]
 
 
@@ -77,15 +78,27 @@ def _load_file(path: Path):
     return module
 
 
+def split_file_source(source: str) -> tuple[str, str]:
+    """(file, factory name) of a file source: ``model.py`` -> (model.py, load);
+    ``model.py:load_small`` -> (model.py, load_small), a file that offers several models."""
+    import re
+
+    m = re.fullmatch(r"(.+\.py):([A-Za-z_][A-Za-z0-9_]*)", source, flags=re.S)
+    return (m[1], m[2]) if m else (source, "load")
+
+
 def is_file_source(source: str) -> bool:
-    """Whether ``source`` names a submission file (rather than a module or an entry point)."""
-    return source.endswith(".py") or "/" in source or Path(source).is_file()
+    """Whether ``source`` names a submission file (rather than a module or an entry point),
+    with or without ``:factory``."""
+    f = split_file_source(source)[0]
+    return f.endswith(".py") or "/" in f or Path(f).is_file()
 
 
 def source_file(source: str) -> Path | None:
     """The Python file that defines ``source`` (found without importing it), or None."""
     if is_file_source(source):
-        return Path(source) if Path(source).is_file() else None
+        f = Path(split_file_source(source)[0])
+        return f if f.is_file() else None
     target = source
     if ":" not in source:
         target = next((ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
@@ -111,8 +124,11 @@ def entry_name(source: str) -> str:
     import re
 
     if is_file_source(source):
-        p = Path(source)
+        f, factory = split_file_source(source)
+        p = Path(f)
         name = p.parent.resolve().name if p.stem in ("model", "submission", "__init__") else p.stem
+        if factory != "load":
+            name += "-" + factory.removeprefix("load_")
     elif ":" in source:
         mod, _, attr = source.partition(":")
         name = mod.rsplit(".", 1)[-1] if attr == "load" else attr
@@ -124,11 +140,15 @@ def entry_name(source: str) -> str:
 def resolve(source: str):
     """The ``load`` factory named by ``source`` (file path, module:attribute or entry point)."""
     if is_file_source(source):
-        module = _load_file(Path(source))
-        factory = getattr(module, "load", None)
+        f, name = split_file_source(source)
+        module = _load_file(Path(f))
+        factory = getattr(module, name, None)
         if not callable(factory):
-            raise SubmissionError(f"{source}: defines no load(device) function; add one that "
-                                  "returns the model")
+            offered = sorted(k for k, v in vars(module).items()
+                             if k.startswith("load") and callable(v))
+            raise SubmissionError(f"{source}: defines no {name}(device) function; add one that "
+                                  "returns the model" + (f" (it has {', '.join(offered)})"
+                                                         if offered else ""))
         return factory
     if ":" in source:
         mod_name, _, attr = source.partition(":")

@@ -100,7 +100,7 @@ class IsolatedRun:
                  log_path: str | Path | None = None,
                  progress: Callable[[int, int, int], None] | None = None,
                  sandbox: str = "auto"):
-        from bonesr_bench.models import source_file
+        from bonesr_bench.models import is_file_source, source_file, split_file_source
         from bonesr_bench.models.sandbox import namespace_prefix
 
         self.source = source
@@ -110,13 +110,14 @@ class IsolatedRun:
         self.progress = progress
         self.manifest: dict | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="bonesr-worker-"))
-        src = str(Path(source).resolve()) if Path(source).is_file() else source
+        own = source_file(source)
+        src = (str(own.resolve()) + source[len(split_file_source(source)[0]):]
+               if own is not None and is_file_source(source) else source)
         inputs = []
         for i, lr in enumerate(volumes):
             np.save(self._tmp / f"lr_{i:03d}.npy", np.ascontiguousarray(lr, dtype=np.float32))
             inputs.append(f"lr_{i:03d}.npy")
         prefix = list(namespace_prefix()) if sandbox != "off" else []
-        own = source_file(source)
         job = {"source": src, "device": device, "batch_size": batch_size, "amp": amp,
                "expected_scale": expected_scale, "inputs": inputs,
                "sandbox": {"mode": sandbox, "namespaces": bool(prefix),

@@ -62,7 +62,8 @@ CORTICAL_KEYS = ("ct_th_um", "ct_po_pct", "ct_po_closed_pct", "ct_po_open_pct", 
 
 #: Conventions recorded with every result (bump ``version`` when a number could change).
 CONVENTIONS = {
-    "version": "3",
+    "version": "4",
+    "sums": "whole-volume sums in a fixed order (the same figures for any thread count)",
     "thickness": "BoneJ Thickness (LocalThickness: EDT, distance ridge, max-ball, clean-up), "
                  "mean and population SD over the phase",
     "border": "outside the image is not background; outside the VOI is background",

@@ -237,7 +237,8 @@ def group_by_rho(r: np.ndarray):
 
 @njit(cache=True, parallel=True)
 def masked_stats(values: np.ndarray, mask: np.ndarray):
-    """(count, sum, sum of squares, max) of ``values`` where ``mask``, float64 accumulators."""
+    """Per z slice: (count, sum, sum of squares, max) of ``values`` where ``mask``, float64
+    accumulators. The caller sums the slices (in a fixed order, whatever the thread count)."""
     d = values.shape[0]
     n = np.zeros(d, dtype=np.int64)
     s1 = np.zeros(d)
@@ -253,7 +254,7 @@ def masked_stats(values: np.ndarray, mask: np.ndarray):
                     s2[z] += v * v
                     if v > mx[z]:
                         mx[z] = v
-    return n.sum(), s1.sum(), s2.sum(), mx.max()
+    return n, s1, s2, mx
 
 
 @njit(cache=True, parallel=True)
@@ -336,14 +337,16 @@ def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, parallel=True)
 def mesh_area_rate(verts: np.ndarray, faces: np.ndarray, mask: np.ndarray):
-    """(area, d area / dr) of the triangles whose centre rounds to a voxel of ``mask``, when every
+    """Per triangle (area, d area / dr) (zero outside ``mask``; the caller sums them in a fixed
+    order, whatever the thread count) of the triangles whose centre rounds to a voxel of
+    ``mask``, when every
     vertex moves by dr along its outward unit normal (area-weighted, from all triangles).
     skimage orients triangle normals towards the higher values (bone), so outward (towards
     marrow) is minus that."""
     d, h, w = mask.shape
     vn = _vertex_normals(verts, faces)
-    area = 0.0
-    rate = 0.0
+    area = np.zeros(faces.shape[0])
+    rate = np.zeros(faces.shape[0])
     for f in prange(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
         cz = min(max(int(np.rint((verts[a, 0] + verts[b, 0] + verts[c, 0]) / 3.0)), 0), d - 1)
@@ -365,6 +368,6 @@ def mesh_area_rate(verts: np.ndarray, faces: np.ndarray, mask: np.ndarray):
         ax = d1y * e2z - d1z * e2y + e1y * d2z - e1z * d2y
         ay = d1z * e2x - d1x * e2z + e1z * d2x - e1x * d2z
         az = d1x * e2y - d1y * e2x + e1x * d2y - e1y * d2x
-        area += 0.5 * twice
-        rate += 0.5 * (nx * ax + ny * ay + nz * az) / twice
+        area[f] = 0.5 * twice
+        rate[f] = 0.5 * (nx * ax + ny * ay + nz * az) / twice
     return area, rate

@@ -62,7 +62,8 @@ def structure_model_index(
     if sub.max() <= 0.5 or sub.min() >= 0.5:
         return float("nan")
     verts, faces, _, _ = marching_cubes(sub, 0.5)  # degenerate triangles have zero area
-    bs, dsdr = mesh_area_rate(verts, faces, msub)
+    areas, rates = mesh_area_rate(verts, faces, msub)
+    bs, dsdr = float(np.sum(areas)), float(np.sum(rates))  # one thread: the same for any count
     if bs == 0:
         return float("nan")
     return float(6.0 * bv * dsdr / bs**2)

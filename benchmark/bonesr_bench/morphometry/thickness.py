@@ -111,7 +111,9 @@ def thickness_stats(phase: np.ndarray) -> ThicknessStats:
     n = int(phase.sum())
     if n == 0 or n == phase.size:
         return ThicknessStats(float("nan"), float("nan"), float("nan"), n)
-    count, s1, s2, mx = _kernels.masked_stats(local_thickness_map(phase), phase)
+    counts, sums, squares, maxima = _kernels.masked_stats(local_thickness_map(phase), phase)
+    # summed here, not in the parallel kernel, so that the figures do not depend on the threads
+    count, s1, s2, mx = int(counts.sum()), np.sum(sums), np.sum(squares), maxima.max()
     mean = s1 / count
     return ThicknessStats(float(mean), float(np.sqrt(max(s2 / count - mean * mean, 0.0))),
                           float(mx), n)

@@ -25,6 +25,7 @@ from bonesr_bench.scoring.aggregate import (
     ERROR_CONVENTIONS,
     aggregate,
     bootstrap_ci,
+    paired_difference,
     summarise,
     verdict,
 )
@@ -52,4 +53,5 @@ __all__ = [
     "summarise",
     "aggregate",
     "verdict",
+    "paired_difference",
 ]

@@ -126,3 +126,30 @@ def verdict(agg: dict, ref_name: str = "hr") -> str:
     if lo > 0:
         return "worse"
     return "tied"
+
+
+def paired_difference(rows_a: list[dict], rows_b: list[dict]) -> dict:
+    """Entry A minus entry B, paired by specimen (the specimens both scored), from their
+    per-specimen result rows: for the biological errors (against HR and, where both have it,
+    the truth), PSNR/SSIM and each parameter's |relative error| against HR, the mean of A, of B
+    and of the per-specimen difference A - B with its percentile bootstrap interval (resampling
+    specimens, :data:`BOOTSTRAP`). A difference whose interval lies below zero means A is lower
+    on that measure for these specimens (for an error: better)."""
+    by_b = {r["specimen"]: r for r in rows_b}
+    pairs = [(a, by_b[a["specimen"]]) for a in rows_a if a["specimen"] in by_b]
+
+    def one(get) -> dict:
+        va, vb = [get(a) for a, _ in pairs], [get(b) for _, b in pairs]
+        d = [x - y for x, y in zip(va, vb, strict=True) if _finite(x) and _finite(y)]
+        return {"a": summarise(va)["mean"], "b": summarise(vb)["mean"],
+                "difference": summarise(d)}
+
+    out = {"specimens": [a["specimen"] for a, _ in pairs]}
+    for k in ("bio_err_vs_hr", "bio_err_vs_truth", "psnr_db", "ssim"):
+        if all(_finite(a.get(k)) and _finite(b.get(k)) for a, b in pairs):
+            out[k] = one(lambda r, k=k: r[k])
+    out["abs_rel_err_vs_hr"] = {
+        k: one(lambda r, k=k: abs(r["rel_err_vs_hr"][k]) if _finite(r["rel_err_vs_hr"].get(k))
+               else math.nan)
+        for k in PARAM_KEYS}
+    return out

@@ -29,7 +29,8 @@ __all__ = ["CONVENTIONS", "to_255", "psnr_slices", "ssim_slices", "psnr_3d", "ss
 
 K1, K2, SIGMA, WIN = 0.01, 0.03, 1.5, 11
 #: recorded with every result
-CONVENTIONS = {"version": "1", "range": "split window -> [0, 255], clipped", "peak": 255,
+CONVENTIONS = {"version": "2", "sums": "3D means in float64, one thread",
+               "range": "split window -> [0, 255], clipped", "peak": 255,
                "shave": "scale pixels per border", "ssim": "Wang 2004, Gaussian 11/1.5, "
                "K1 0.01, K2 0.03, population covariance, valid positions"}
 
@@ -98,7 +99,14 @@ def ssim_slices(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) 
 def psnr_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> float:
     """PSNR (dB) of the whole volume, in-plane border shaved."""
     r, t = _shave(reference, shave), _shave(test, shave)
-    return float(10 * torch.log10(255.0**2 / ((r - t) ** 2).mean()))
+    return float(10 * np.log10(255.0**2 / _mean((r - t) ** 2)))
+
+
+def _mean(t: torch.Tensor) -> float:
+    """The mean of a tensor's values, summed by numpy in float64 (pairwise, one thread): a
+    whole-volume figure that does not depend on torch's thread count, as its parallel
+    reductions do."""
+    return float(np.sum(t.detach().cpu().numpy(), dtype=np.float64)) / t.numel()
 
 
 def ssim_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> float:
@@ -106,7 +114,7 @@ def ssim_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> f
     r, t = _shave(reference, shave)[None, None], _shave(test, shave)[None, None]
     if min(r.shape[-3:]) < WIN:
         raise ValueError(f"volume {tuple(r.shape[-3:])} is smaller than the {WIN}³ SSIM window")
-    return float(_ssim_map(r, t, 3).mean())
+    return float(_mean(_ssim_map(r, t, 3)))
 
 
 @dataclass(frozen=True)

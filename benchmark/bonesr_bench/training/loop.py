@@ -33,6 +33,9 @@ class TrainOptions:
     iterations: int | None = None  # override the recipe's
     tiny: bool = False
     restart: bool = False
+    #: a name in the file's VARIANTS (recipe overrides, e.g. an ablation): its run folder is
+    #: runs/train/<name>-<variant> and its weights <WEIGHTS stem's folder>/<name>-<variant>
+    variant: str | None = None
 
 
 @dataclass
@@ -123,6 +126,41 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, old)
 
 
+def _spec_module(source: str):
+    from bonesr_bench.models import _load_file
+
+    return _load_file(Path(source))
+
+
+def variant_weights(weights: str | Path, name: str, variant: str) -> Path:
+    """Where variant ``variant`` of the entry ``name`` keeps its weights: beside the file's
+    ``WEIGHTS``, as ``<name>-<variant><suffix>``."""
+    weights = Path(weights)
+    return weights.parent / f"{name}-{variant}{weights.suffix or '.safetensors'}"
+
+
+def _variant(module, variant: str, recipe: Recipe, name: str, weights):
+    """(recipe, entry name, weights path) of the file's ``VARIANTS[variant]``: a dict of recipe
+    fields that replace the base recipe's."""
+    from bonesr_bench.names import check_name
+
+    variants = getattr(module, "VARIANTS", None) or {}
+    if variant not in variants:
+        have = ", ".join(variants) if variants else "none (it defines no VARIANTS dict)"
+        raise TrainingError(f"--variant {variant!r}: the file's variants are {have}")
+    try:
+        check_name(variant, what="--variant")
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    try:
+        recipe = replace(recipe, **variants[variant])
+    except TypeError as exc:
+        raise TrainingError(f"VARIANTS[{variant!r}]: {exc}; its keys must be Recipe fields"
+                            ) from None
+    return (recipe, f"{name}-{variant}",
+            None if weights is None else variant_weights(weights, name, variant))
+
+
 class _Validation:
     """Fixed validation batches from the held-out specimens; mean L1 of the clamped SR."""
 
@@ -164,6 +202,9 @@ class _Training:
         self.source, self.o, self.progress, self.log = source, o, progress, log
         (_, self.name, recipe, config, tiny_config, self.build, self.make_task,
          weights) = _spec(source)
+        if o.variant is not None:
+            recipe, self.name, weights = _variant(_spec_module(source), o.variant, recipe,
+                                                  self.name, weights)
         if o.tiny:
             recipe, config = recipe.tiny(), tiny_config if tiny_config is not None else config
         if o.iterations is not None:
@@ -306,7 +347,8 @@ class _Training:
         write_atomic(weights, self.best_path.read_bytes())
         sha = hashlib.sha256(weights.read_bytes()).hexdigest()
         record = {
-            "name": self.name, "source": str(self.source), "weights": weights.name,
+            "name": self.name, "source": str(self.source), "variant": self.o.variant,
+            "weights": weights.name,
             "sha256": sha, "dtype": recipe.weights_dtype, "recipe": recipe.as_dict(),
             "config": self.config,
             "n_parameters": sum(p.numel() for p in self.generator.parameters()),

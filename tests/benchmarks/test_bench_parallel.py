@@ -1,0 +1,77 @@
+"""Scoring on Dask against one process (benchmarks, not tests: minutes of CPU).
+
+    python -m pytest tests/benchmarks/test_bench_parallel.py -o addopts="" --benchmark-only
+
+On the v2 test split (11 specimens; ``BONESR_SPLIT`` or the per-user cache), reference rows
+cached: `evaluate bicubic` with the scoring in this process (1 worker), then on a LocalCluster
+of 2 worker processes, side by side in one run. Goal on 2 CPU cores: 2 workers at least 1.7x
+faster. And `leaderboard rescore` of the committed entries from their kept SR volumes (``runs/``
+of the checkout), with 2 workers, into a copy of the results.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bonesr_bench.evaluation import EvaluateOptions, evaluate
+from bonesr_bench.split import SPLITS, ensure
+
+ROOT = Path(__file__).parents[2]
+GROUP = "evaluate bicubic on the v2 test split, references cached (2 cores)"
+
+
+@pytest.fixture(scope="module")
+def split():
+    path = os.environ.get("BONESR_SPLIT")
+    if path:
+        return Path(path)
+    return ensure(Path(os.environ["BONESR_USER_CACHE"]) / "synth-v2.zarr", SPLITS["v2"],
+                  part="test")
+
+
+@pytest.fixture(scope="module")
+def warm(split, tmp_path_factory):
+    """The reference rows computed (once: the user's cache is used, as by the CLI)."""
+    cache = Path(os.environ["BONESR_USER_CACHE"]).parent
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    evaluate("bicubic", EvaluateOptions(split=split, out=tmp_path_factory.mktemp("w"),
+                                        device="cpu", workers=2))
+    return cache
+
+
+@pytest.mark.benchmark(group=GROUP)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluate_workers(benchmark, split, warm, tmp_path, workers):
+    out = tmp_path / "runs"
+    outcome = benchmark.pedantic(
+        lambda: evaluate("bicubic", EvaluateOptions(split=split, out=out, device="cpu",
+                                                    workers=workers, force=True)),
+        rounds=1, iterations=1)
+    assert outcome.exit_code == 0
+    benchmark.extra_info["scoring_s"] = outcome.result["timings"]["scoring_s"]
+
+
+@pytest.mark.benchmark(group="leaderboard rescore of the committed entries (2 cores)")
+def test_rescore_leaderboard(benchmark, split, warm, tmp_path):
+    from bonesr_bench.leaderboard import rescore
+
+    if not all((ROOT / "runs" / e / "sr.zarr").exists() for e in ("bicubic", "fsrcnn")):
+        pytest.skip("the committed entries' runs (runs/ENTRY/sr.zarr) are not in this checkout")
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "leaderboard" / "results", results)
+    runs = tmp_path / "runs"
+    shutil.copytree(ROOT / "runs", runs, ignore=shutil.ignore_patterns("train", "ablation"))
+    import zarr
+
+    for store in runs.glob("*/sr.zarr"):  # as after a change of the conventions
+        root = zarr.open_group(str(store), mode="a")
+        for name in root["test"].group_keys():
+            g = root[f"test/{name}"]
+            g.attrs["score"] = {**g.attrs["score"], "scoring_key": "an older convention"}
+    done = benchmark.pedantic(lambda: rescore(results, runs, split=split, workers=2),
+                              rounds=1, iterations=1)
+    benchmark.extra_info["entries"] = len(done)

@@ -1,0 +1,104 @@
+"""Scoring on Dask (`evaluate --workers N`, `--scheduler`): the same numbers as in one process,
+a killed worker retried, bad options refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bonesr_bench.cli import app
+from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
+from bonesr_bench.evaluation.parallel import Scorer
+from bonesr_bench.morphometry import structure_model_index, thickness_stats
+from bonesr_bench.scoring.perceptual import psnr_3d, ssim_3d
+
+from conftest import random_structure
+
+pytest.importorskip("distributed")
+runner = CliRunner()
+
+
+def _comparable(res: dict) -> str:
+    """The result without what may differ between two runs of the same thing: times, the
+    creation stamp and how the scoring ran."""
+    res = json.loads(json.dumps(res))
+    res.pop("timings"), res.pop("created")
+    res["run"].pop("scoring")
+    for s in res["specimens"]:
+        s.pop("scoring_seconds")
+    return json.dumps(res, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def inline_and_dask(mini_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    one = evaluate("bicubic", EvaluateOptions(split=mini_split, out=out / "one", device="cpu"))
+    two = evaluate("bicubic", EvaluateOptions(split=mini_split, out=out / "two", device="cpu",
+                                              workers=2))
+    return one, two
+
+
+def test_two_workers_give_the_result_of_one_process(inline_and_dask):
+    one, two = inline_and_dask
+    assert one.exit_code == two.exit_code == 0
+    assert one.result["run"]["scoring"] == {"mode": "inline", "workers": 1}
+    assert two.result["run"]["scoring"]["mode"] == "dask"
+    assert two.result["run"]["scoring"]["workers"] == 2
+    assert _comparable(one.result) == _comparable(two.result)
+
+
+def test_whole_volume_figures_do_not_depend_on_the_thread_count():
+    """What made 1-thread workers differ from a 2-thread process in the last bits: numba's and
+    torch's parallel reductions. Summed in a fixed order, they agree bit for bit."""
+    import numba
+    import torch
+
+    bone = random_structure((40, 48, 48), 2.0, 0.3, 3)
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.random((24, 40, 40), dtype=np.float32) * 255)
+    b = (a + torch.from_numpy(rng.normal(0, 8, a.shape).astype(np.float32))).clamp(0, 255)
+    old_numba, old_torch = numba.get_num_threads(), torch.get_num_threads()
+    seen = []
+    try:
+        for n in sorted({1, max(2, old_numba)}):
+            numba.set_num_threads(n)
+            torch.set_num_threads(n)
+            seen.append((thickness_stats(bone), structure_model_index(bone),
+                         ssim_3d(a, b), psnr_3d(a, b)))
+    finally:
+        numba.set_num_threads(old_numba)
+        torch.set_num_threads(old_torch)
+    assert all(s == seen[0] for s in seen)
+
+
+def test_a_killed_worker_is_retried_and_loses_nothing(mini_split, tmp_path, monkeypatch):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("BONESR_TEST_KILL_ONCE", str(marker))  # the first task kills its worker
+    out = evaluate("bicubic", EvaluateOptions(split=mini_split, out=tmp_path / "runs",
+                                              device="cpu", workers=2))
+    assert marker.read_text() == "killed"
+    assert out.exit_code == 0 and len(out.result["specimens"]) == 2
+
+
+def test_bad_parallel_options_are_refused_in_one_line(mini_split, tmp_path):
+    with pytest.raises(EvaluationError, match="--workers must be at least 1"):
+        Scorer(0)
+    r = runner.invoke(app, ["evaluate", "bicubic", "--split", str(mini_split), "--out",
+                            str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert r.exit_code == 2
+    assert "--scheduler tcp://127.0.0.1:9: cannot reach it" in r.output
+
+
+def test_a_running_cluster_takes_the_tasks(mini_split, inline_and_dask, tmp_path):
+    from distributed import LocalCluster
+
+    one, _ = inline_and_dask
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        out = evaluate("bicubic", EvaluateOptions(split=mini_split, out=tmp_path, device="cpu",
+                                                  scheduler=cluster.scheduler_address))
+    assert out.result["run"]["scoring"]["scheduler"] == cluster.scheduler_address
+    assert _comparable(out.result) == _comparable(one.result)
