@@ -177,9 +177,10 @@ def _ablation(argv=None) -> None:
                         ",".join(VALIDATION), "--name", name, "--out", args.out, "--force",
                         "--workers", args.workers, *split],
                        check=True, stdout=subprocess.DEVNULL)
-        folder = next(p for p in [Path(args.out) / name, *Path(args.out).glob(f"{name}@*")]
-                      if (p / "result.json").exists())
-        results[label] = json.loads((folder / "result.json").read_text())
+        done = [p / "result.json" for p in [Path(args.out) / name,
+                                             *Path(args.out).glob(f"{name}@*")]
+                if (p / "result.json").exists()]
+        results[label] = json.loads(max(done, key=lambda p: p.stat().st_mtime).read_text())
     none = results["none"]["specimens"]
     labels = {"bv_tv_pct": "BV/TV", "tb_th_um": "Tb.Th", "tb_sp_um": "Tb.Sp", "da_ratio": "DA",
               "conn_d_per_mm3": "Conn.D", "ct_th_um": "Ct.Th", "ct_po_pct": "Ct.Po"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from bonesr_bench.cli import app
 from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
 from bonesr_bench.evaluation.references import reference_rows
 from bonesr_bench.evaluation.run import _run_key
-from bonesr_bench.leaderboard import LeaderboardError, add, compare
+from bonesr_bench.leaderboard import LeaderboardError, add, compare, load_results
 from bonesr_bench.models import SubmissionError, entry_name, resolve, source_file
 from bonesr_bench.models.wrapper import load_weights
 from bonesr_bench.scoring import paired_difference
@@ -194,6 +195,12 @@ def test_partial_or_train_results_never_join_the_leaderboard(some_specimens, min
     with pytest.raises(LeaderboardError, match="the train part; the leaderboard takes"):
         add(tmp_path / "train.json", board, allow_other_split=True)
     assert not board.exists()
+    board.mkdir()  # copied in by hand, they are excluded from the board and its site
+    shutil.copy(outcome.path, board / "partial.json")
+    shutil.copy(tmp_path / "train.json", board / "train.json")
+    kept, excluded, _ = load_results(board)
+    assert kept == {} and [f for f, _ in excluded] == ["partial.json", "train.json"]
+    assert all("part of the split" in why for _, why in excluded)
 
 
 def test_reference_rows_are_computed_once_whoever_asks(mini_split, monkeypatch, tmp_path):

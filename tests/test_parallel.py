@@ -93,12 +93,70 @@ def test_bad_parallel_options_are_refused_in_one_line(mini_split, tmp_path):
 
 
 def test_a_running_cluster_takes_the_tasks(mini_split, inline_and_dask, tmp_path):
+    import os
+
     from distributed import LocalCluster
 
     one, _ = inline_and_dask
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
-        out = evaluate("bicubic", EvaluateOptions(split=mini_split, out=tmp_path, device="cpu",
-                                                  scheduler=cluster.scheduler_address))
+    environ = dict(os.environ)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            out = evaluate("bicubic", EvaluateOptions(split=mini_split, out=tmp_path,
+                                                      device="cpu",
+                                                      scheduler=cluster.scheduler_address))
+    finally:  # distributed's nanny leaves thread limits in this process's environment
+        os.environ.clear()
+        os.environ.update(environ)
     assert out.result["run"]["scoring"]["scheduler"] == cluster.scheduler_address
     assert _comparable(out.result) == _comparable(one.result)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_output_that_cannot_be_scored_fails_the_submission_either_way(mini_split, tmp_path,
+                                                                          workers):
+    src = tmp_path / "flat.py"
+    src.write_text("import torch\n\nclass M:\n    name, scale, input = 'flat', 2, 'slice'\n\n"
+                   "    def __call__(self, lr):\n"
+                   "        return torch.zeros(lr.shape[0], 1, 2 * lr.shape[2], 2 * lr.shape[3])"
+                   "\n\ndef load(device):\n    return M()\n")
+    out = evaluate(str(src), EvaluateOptions(split=mini_split, out=tmp_path / "runs",
+                                             device="cpu", workers=workers))
+    assert out.exit_code == 1 and out.result["status"] == "failed"
+    assert "its output could not be scored: the volume is constant" in out.result["reason"]
+
+
+def test_scores_finished_before_a_model_failure_are_kept(mini_split, tmp_path):
+    """The model fails on the second specimen; the first one's score, still running on a
+    worker, is recorded, so the next call does not run the model on it again."""
+    import zarr
+
+    src = tmp_path / "late.py"
+    src.write_text("import torch.nn.functional as F\n\nclass M:\n"
+                   "    name, scale, input = 'late', 2, 'slice'\n    calls = 0\n\n"
+                   "    def __call__(self, lr):\n        M.calls += lr.shape[0]\n"
+                   "        if M.calls > 16:\n            raise RuntimeError('second specimen')\n"
+                   "        return F.interpolate(lr, scale_factor=2, mode='bilinear')\n\n"
+                   "def load(device):\n    return M()\n")
+    out = evaluate(str(src), EvaluateOptions(split=mini_split, out=tmp_path / "runs",
+                                             device="cpu", workers=2))
+    assert out.exit_code == 1 and "second specimen" in out.result["reason"]
+    store = zarr.open_group(str(out.path.parent / "sr.zarr"), mode="r")
+    assert store["test/s2000"].attrs["complete"] is True
+    assert "score" in store["test/s2000"].attrs
+
+
+def test_workers_and_a_scheduler_are_one_or_the_other():
+    with pytest.raises(EvaluationError, match="give one of them"):
+        Scorer(2, "tcp://127.0.0.1:8786")
+
+
+def test_the_callers_environment_is_left_as_it_was():
+    """distributed's nanny writes thread limits into the caller's os.environ; the model's
+    worker, started afterwards, would inherit them."""
+    import os
+
+    before = dict(os.environ)
+    with Scorer(2):
+        assert dict(os.environ) == before
+    assert dict(os.environ) == before

@@ -94,3 +94,27 @@ def test_rescore_never_forces_a_model_run(mini_split, tmp_path):
     with pytest.raises(EvaluationError, match="a rescore never runs the model"):
         evaluate("bicubic", EvaluateOptions(split=mini_split, out=tmp_path, rescore=True,
                                             force=True))
+
+
+def test_a_rescore_that_cannot_score_an_entry_writes_nothing(board, mini_split):
+    results, runs, _, _ = board
+    before = tree_sha(results)
+    store = zarr.open_group(str(next(runs.glob("up*")) / "sr.zarr"), mode="a")
+    sr = store["test/s2001/sr/0"]
+    sr[...] = 0  # a constant volume: segmentation has no threshold
+    _forget_scores(runs)
+    with pytest.raises(LeaderboardError, match=r"up: its kept SR volumes could not be scored "
+                                               r".*nothing was written"):
+        rescore(results, runs, split=mini_split)
+    assert tree_sha(results) == before
+
+
+def test_a_rescore_refuses_volumes_of_other_weights(board, mini_split):
+    results, runs, _, _ = board
+    res = json.loads((results / "up.json").read_text())
+    res["model"]["weights_sha256"] = "0" * 64  # the committed entry had other weights
+    (results / "up.json").write_text(json.dumps(res))
+    before = tree_sha(results)
+    with pytest.raises(LeaderboardError, match="made with other weights"):
+        rescore(results, runs, split=mini_split)
+    assert tree_sha(results) == before

@@ -133,6 +133,9 @@ class Scorer:
                  threads_per_task: int = 1):
         if workers < 1:
             raise EvaluationError(f"--workers must be at least 1, got {workers}")
+        if workers > 1 and scheduler is not None:
+            raise EvaluationError("--workers starts a cluster on this machine and --scheduler "
+                                  "uses a running one: give one of them")
         self.workers, self.scheduler = workers, scheduler
         self.parallel = workers > 1 or scheduler is not None
         self.threads = threads_per_task if self.parallel else None
@@ -146,9 +149,21 @@ class Scorer:
         except ImportError:
             raise EvaluationError("--workers/--scheduler need dask.distributed: "
                                   "pip install 'dask[distributed]'") from None
-        import dask
+        self._environ = dict(os.environ)  # distributed's nanny writes OMP_NUM_THREADS=1 etc. here
+        try:
+            self._start(Client, LocalCluster)
+        finally:
+            self._restore_environ()
+        return self
 
-        dask.config.set({"distributed.worker.daemon": False})
+    def _restore_environ(self) -> None:
+        """This process's environment as it was: the model's worker, started later, inherits
+        it, and must not run with the thread limits meant for the Dask workers."""
+        if getattr(self, "_environ", None) is not None and dict(os.environ) != self._environ:
+            os.environ.clear()
+            os.environ.update(self._environ)
+
+    def _start(self, Client, LocalCluster) -> None:  # noqa: N803 - the classes, imported late
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout="10s")
@@ -162,14 +177,20 @@ class Scorer:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                         processes=True, dashboard_address=None,
                                         silence_logs=40)
-            self.client = Client(self.cluster)
-        return self
+            try:
+                self.client = Client(self.cluster)
+            except BaseException:
+                self.cluster.close()
+                raise
 
     def __exit__(self, *exc) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            if self.client is not None:
+                self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+            self._restore_environ()
 
     def describe(self) -> dict:
         """What the result records in ``run.scoring``."""
@@ -193,8 +214,8 @@ class Scorer:
         """The task's value, or EvaluationError in one line when Dask gave up on it."""
         try:
             return future.result()
-        except EvaluationError:
-            raise
+        except (EvaluationError, ValueError):
+            raise  # ValueError: an output scoring cannot take (the submission's failure), as inline
         except Exception as exc:  # noqa: BLE001 - a worker's failure, said in one line
             if not self.parallel:
                 raise

@@ -67,6 +67,9 @@ class EvaluateOptions:
     #: score the SR volumes an earlier run stored, under today's conventions, never running the
     #: model (``leaderboard rescore``); every specimen must be stored and complete
     rescore: bool = False
+    #: with ``rescore``: the committed result's model manifest, which the stored volumes' must
+    #: match (their weights' sha256), so that the volumes are the committed entry's
+    rescore_model: dict | None = None
 
 
 @dataclass
@@ -151,13 +154,14 @@ def _check_options(source: str, opts: EvaluateOptions) -> tuple[str, str]:
     if not opts.timeout_s > 0:
         raise EvaluationError(f"--timeout must be a positive number of seconds, got "
                               f"{opts.timeout_s}")
-    _check_sandbox(opts.sandbox)
+    if not opts.rescore:  # a rescore runs no model: nothing to confine, no file to import
+        _check_sandbox(opts.sandbox)
     if opts.rescore and (opts.force or opts.check_determinism):
         raise EvaluationError("a rescore never runs the model: drop --force and "
                               "--check-determinism")
     if opts.subset not in ("test", "train"):
         raise EvaluationError(f"subset must be test or train, got {opts.subset!r}")
-    if is_file_source(source):
+    if is_file_source(source) and not opts.rescore:
         path = Path(split_file_source(source)[0])
         if not path.is_file():
             where = (" (baselines/ and submissions/ come with a checkout of bonesr-bench; an "
@@ -272,6 +276,12 @@ class _Run:
             raise EvaluationError(f"{path}: its SR volumes were made on another split "
                                   f"({str(info.get('split_fingerprint'))[:16]}); evaluate the "
                                   "entry again on this one")
+        want = (self.opts.rescore_model or {}).get("weights_sha256")
+        have = (info.get("manifest") or {}).get("weights_sha256")
+        if self.opts.rescore_model is not None and want != have:
+            raise EvaluationError(f"{path}: its SR volumes were made with other weights "
+                                  f"({str(have)[:16]}) than the committed entry's "
+                                  f"({str(want)[:16]}); evaluate the entry again and add it")
         missing = [n for n in self.names if f"{self.opts.subset}/{n}" not in store
                    or not store[f"{self.opts.subset}/{n}"].attrs.get("complete")]
         if missing:
@@ -376,6 +386,15 @@ class _Run:
                                               "manifest": self.manifest,
                                               "sandbox": self.run_info.get("sandbox")}
         self.progress("score", len(self.scores), len(self.names), name)
+
+    def settle(self) -> None:
+        """After a failure: record the scores still running (those specimens stay complete for
+        the next call, as inline); a score that fails too is left for the next call."""
+        for name, future in self.scorer.wait_all(self.pending):
+            try:
+                self._record(name, self.scorer.gather(future), complete=True)
+            except (EvaluationError, ValueError):
+                continue
 
     def wait_scores(self) -> None:
         """Every score still running, recorded as it arrives."""
@@ -490,7 +509,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
             run.score_resumed()
             run.check_determinism()
         except SubmissionError as exc:
+            run.settle()
             return run.failed(str(exc))
         except ValueError as exc:  # e.g. a constant SR volume that segmentation cannot threshold
+            run.settle()
             return run.failed(f"{source}: its output could not be scored: {exc}")
     return run.scored()

@@ -51,6 +51,10 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
         if res["status"] == "failed":
             excluded.append((f.name, f"a failed run: {res['reason']}"))
             continue
+        if res["split"].get("subset") != "test" or res["split"].get("selected"):
+            excluded.append((f.name, "scored on part of the split (the train part or some "
+                                     "specimens), not the whole test part"))
+            continue
         valid[f.name] = res
     fp, same = _expected_fingerprint(valid)
     board = _leaderboard_id(valid)
@@ -202,12 +206,16 @@ def rescore(results_dir: str | Path = RESULTS, runs: str | Path = "runs", *,
     for entry, old in sorted(todo.items()):
         opts = EvaluateOptions(split=split, out=Path(runs), entry=entry, device="cpu",
                                rescore=True, workers=workers, scheduler=scheduler,
-                               sandbox=(old["run"].get("sandbox") or {}).get("mode", "auto"))
+                               rescore_model=old.get("model"))
         try:
             outcome = evaluate(old["submission"]["source"], opts,
                                progress or (lambda *a: None))
         except EvaluationError as exc:
             raise LeaderboardError(f"{entry}: {exc}") from None
+        if outcome.exit_code != 0:
+            raise LeaderboardError(f"{entry}: its kept SR volumes could not be scored "
+                                   f"({outcome.result['reason']}); nothing was written to "
+                                   f"{results_dir}")
         res = dict(outcome.result, submission=old["submission"])
         res["run"] = {**res["run"], "rescored": {"from_created": old["created"],
                                                  "code": old["code"].get("git_commit")}}

@@ -138,11 +138,12 @@ def paired_difference(rows_a: list[dict], rows_b: list[dict]) -> dict:
     by_b = {r["specimen"]: r for r in rows_b}
     pairs = [(a, by_b[a["specimen"]]) for a in rows_a if a["specimen"] in by_b]
 
-    def one(get) -> dict:
-        va, vb = [get(a) for a, _ in pairs], [get(b) for _, b in pairs]
-        d = [x - y for x, y in zip(va, vb, strict=True) if _finite(x) and _finite(y)]
-        return {"a": summarise(va)["mean"], "b": summarise(vb)["mean"],
-                "difference": summarise(d)}
+    def one(get) -> dict:  # over the specimens where both are defined: a - b == difference
+        both = [(get(a), get(b)) for a, b in pairs]
+        both = [(x, y) for x, y in both if _finite(x) and _finite(y)]
+        return {"a": summarise([x for x, _ in both])["mean"],
+                "b": summarise([y for _, y in both])["mean"],
+                "difference": summarise([x - y for x, y in both])}
 
     out = {"specimens": [a["specimen"] for a, _ in pairs]}
     for k in ("bio_err_vs_hr", "bio_err_vs_truth", "psnr_db", "ssim"):
