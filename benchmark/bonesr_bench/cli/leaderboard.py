@@ -18,6 +18,13 @@ from bonesr_bench.cli.common import (
 
 _CHECKOUT = (" (the committed leaderboard/results come with a checkout of bonesr-bench: run "
              "from its root)")
+def _require_folder(results_dir: Path) -> None:
+    """--results must be a folder; one line naming it (and where a checkout has it) if not."""
+    if not results_dir.is_dir():
+        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs"
+                   f"{_CHECKOUT if results_dir == Path('leaderboard/results') else ''}")
+
+
 leaderboard_app = typer.Typer(help="The committed results: add a scored entry, write the HR "
                                "and LR reference rows, print Table I, build the site.",
                                no_args_is_help=True)
@@ -92,9 +99,7 @@ def leaderboard_build(
     """
     from bonesr_bench.leaderboard.site import build
 
-    if not results_dir.is_dir():
-        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs"
-                   f"{_CHECKOUT if results_dir == Path('leaderboard/results') else ''}")
+    _require_folder(results_dir)
     report = build(results_dir, out)
     print(f"site: {report.out / 'index.html'} ({len(report.entries)} entries, "
           f"{len(report.references)} reference rows, {len(report.excluded)} excluded)")
@@ -110,9 +115,7 @@ def leaderboard_validate(
     split. Exit 1 listing the bad files (what CI runs before publishing)."""
     from bonesr_bench.leaderboard import load_results
 
-    if not results_dir.is_dir():
-        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs"
-                   f"{_CHECKOUT if results_dir == Path('leaderboard/results') else ''}")
+    _require_folder(results_dir)
     kept, excluded, fp = load_results(results_dir)
     for name, why in excluded:
         err.print(f"[bold red]invalid:[/] {name}: {why}", highlight=False, soft_wrap=True)
@@ -219,16 +222,14 @@ def leaderboard_rescore(
     \b
     Examples:
       bonesr-bench leaderboard rescore --workers 2
-      bonesr-bench leaderboard rescore --entries fsrcnn,bicubic --runs /shared/runs
+      bonesr-bench leaderboard rescore --entries fsrcnn,bicubic --runs /cluster/runs
     """
     from bonesr_bench.leaderboard import rescore
 
     labels = {"build": ("building the split", "specimens"),
               "references": ("scoring HR, LR and truth", "specimens"),
               "score": ("rescoring", "specimens")}
-    if not results_dir.is_dir():
-        raise fail(f"--results {results_dir}: no such folder; give the folder of result JSONs"
-                   f"{_CHECKOUT if results_dir == Path('leaderboard/results') else ''}")
+    _require_folder(results_dir)
     with errors(), progress(labels) as report:
         done = rescore(results_dir, runs, split=split,
                        entries=[e.strip() for e in entries.split(",")] if entries else None,

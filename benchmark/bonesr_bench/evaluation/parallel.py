@@ -217,8 +217,6 @@ class Scorer:
         except (EvaluationError, ValueError):
             raise  # ValueError: an output scoring cannot take (the submission's failure), as inline
         except Exception as exc:  # noqa: BLE001 - a worker's failure, said in one line
-            if not self.parallel:
-                raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise EvaluationError(f"a scoring task failed on the Dask cluster: "
                                   f"{type(exc).__name__}: {first}; the specimens scored so far "

@@ -83,7 +83,7 @@ def _run_key(source_sha: str | None, source: str, fp: str, subset: str, amp: boo
              sandbox: str = "auto", specimens: tuple[str, ...] | None = None) -> str:
     """What stored SR volumes must match to be resumed. The factory of a ``file.py:factory``
     source and a --specimens choice enter the key only when given (older keys stay valid)."""
-    factory = split_file_source(source)[1] if is_file_source(source) else "load"
+    factory = split_file_source(source)[1]  # "load" for anything but FILE.py:FACTORY
     blob = json.dumps([source_sha or source, fp, subset, amp]
                       + ([sandbox] if sandbox != "auto" else [])
                       + ([factory] if factory != "load" else [])
@@ -387,19 +387,16 @@ class _Run:
                                               "sandbox": self.run_info.get("sandbox")}
         self.progress("score", len(self.scores), len(self.names), name)
 
-    def settle(self) -> None:
-        """After a failure: record the scores still running (those specimens stay complete for
-        the next call, as inline); a score that fails too is left for the next call."""
+    def wait_scores(self, after_failure: bool = False) -> None:
+        """Every score still running, recorded as it arrives. ``after_failure`` (the model or
+        another score failed): those specimens still become complete for the next call, as
+        inline, and a score that fails too is left for the next call instead of raising."""
         for name, future in self.scorer.wait_all(self.pending):
             try:
                 self._record(name, self.scorer.gather(future), complete=True)
             except (EvaluationError, ValueError):
-                continue
-
-    def wait_scores(self) -> None:
-        """Every score still running, recorded as it arrives."""
-        for name, future in self.scorer.wait_all(self.pending):
-            self._record(name, self.scorer.gather(future), complete=True)
+                if not after_failure:
+                    raise
 
     def score_resumed(self) -> None:
         """Scores of the specimens an earlier run stored (rescored under new conventions)."""
@@ -509,9 +506,9 @@ def evaluate(source: str, opts: EvaluateOptions | None = None,
             run.score_resumed()
             run.check_determinism()
         except SubmissionError as exc:
-            run.settle()
+            run.wait_scores(after_failure=True)
             return run.failed(str(exc))
         except ValueError as exc:  # e.g. a constant SR volume that segmentation cannot threshold
-            run.settle()
+            run.wait_scores(after_failure=True)
             return run.failed(f"{source}: its output could not be scored: {exc}")
     return run.scored()

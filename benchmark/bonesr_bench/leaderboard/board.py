@@ -34,6 +34,12 @@ def _expected_fingerprint(valid: dict[str, dict]) -> tuple[str | None, set[str]]
     return fp, {fp} if fp else set()
 
 
+def _partial(res: dict) -> bool:
+    """Whether a result was scored on less than the whole test part: the train part, or some
+    specimens (``split.selected``, evaluate --specimens). Such a result is kept off the board."""
+    return res["split"].get("subset") != "test" or bool(res["split"].get("selected"))
+
+
 def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[str, str]],
                                                    str | None]:
     """(results kept by entry name, [(file, why excluded)], the leaderboard's fingerprint)."""
@@ -51,7 +57,7 @@ def load_results(results_dir: str | Path) -> tuple[dict[str, dict], list[tuple[s
         if res["status"] == "failed":
             excluded.append((f.name, f"a failed run: {res['reason']}"))
             continue
-        if res["split"].get("subset") != "test" or res["split"].get("selected"):
+        if _partial(res):
             excluded.append((f.name, "scored on part of the split (the train part or some "
                                      "specimens), not the whole test part"))
             continue
@@ -130,7 +136,7 @@ def add(path: str | Path, results_dir: str | Path = RESULTS, *,
     if res["entry"] in {e for e, _ in REFERENCE_SCANS.values()}:
         raise LeaderboardError(f"{path}: entry name {res['entry']!r} is reserved for the "
                                "reference rows; evaluate with another --name")
-    if res["split"].get("subset") != "test" or res["split"].get("selected"):
+    if _partial(res):
         some = res["split"].get("selected")
         raise LeaderboardError(
             f"{path}: scored on {'specimens ' + ', '.join(some) + ' of ' if some else ''}the "

@@ -111,8 +111,10 @@ class IsolatedRun:
         self.manifest: dict | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="bonesr-worker-"))
         own = source_file(source)
-        src = (str(own.resolve()) + source[len(split_file_source(source)[0]):]
-               if own is not None and is_file_source(source) else source)
+        src = source
+        if own is not None and is_file_source(source):  # the file by its absolute path
+            factory = split_file_source(source)[1]
+            src = str(own.resolve()) + ("" if factory == "load" else f":{factory}")
         inputs = []
         for i, lr in enumerate(volumes):
             np.save(self._tmp / f"lr_{i:03d}.npy", np.ascontiguousarray(lr, dtype=np.float32))

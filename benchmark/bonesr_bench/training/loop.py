@@ -126,12 +126,6 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, old)
 
 
-def _spec_module(source: str):
-    from bonesr_bench.models import _load_file
-
-    return _load_file(Path(source))
-
-
 def variant_weights(weights: str | Path, name: str, variant: str) -> Path:
     """Where variant ``variant`` of the entry ``name`` keeps its weights: beside the file's
     ``WEIGHTS``, as ``<name>-<variant><suffix>``."""
@@ -200,11 +194,10 @@ class _Training:
         from bonesr_bench.morphometry.torch_backend import resolve_device
 
         self.source, self.o, self.progress, self.log = source, o, progress, log
-        (_, self.name, recipe, config, tiny_config, self.build, self.make_task,
+        (module, self.name, recipe, config, tiny_config, self.build, self.make_task,
          weights) = _spec(source)
         if o.variant is not None:
-            recipe, self.name, weights = _variant(_spec_module(source), o.variant, recipe,
-                                                  self.name, weights)
+            recipe, self.name, weights = _variant(module, o.variant, recipe, self.name, weights)
         if o.tiny:
             recipe, config = recipe.tiny(), tiny_config if tiny_config is not None else config
         if o.iterations is not None:
