@@ -45,6 +45,19 @@ def train(
         "--variant", help="Train one of the file's VARIANTS (recipe overrides, such as an "
         "ablation's): run folder runs/train/NAME-VARIANT, weights NAME-VARIANT.safetensors "
         "beside the file's WEIGHTS.", show_default=False)] = None,
+    budget_s: Annotated[float | None, typer.Option(
+        "--budget-s", help="Fit the length to this many seconds of training: time 100 "
+        "iterations of a throw-away copy first, then train min(recipe, what fits) iterations "
+        "from scratch (the schedule follows); recorded in the sidecar's 'fitted'.",
+        show_default=False)] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="float32, or bf16: each step autocast to bfloat16 (GPUs with "
+        "bf16 tensor cores; weights, optimiser state and validation stay float32). On CUDA "
+        "the networks are also laid out channels-last.")] = "float32",
+    probe_barrier: Annotated[str | None, typer.Option(
+        "--probe-barrier", help="DIR:N. With --budget-s, for N runs started together on one "
+        "device: each waits until all N have reached their probe (a file each in DIR), so "
+        "that each times the load it trains under.", show_default=False)] = None,
 ):
     """Train a submission by the recipe it declares, on the train split only.
 
@@ -59,6 +72,7 @@ def train(
     Examples:
       bonesr-bench train baselines/fsrcnn.py
       bonesr-bench train baselines/rcan.py --device cuda
+      bonesr-bench train baselines/rcan.py --device cuda --precision bf16 --budget-s 200
       bonesr-bench train baselines/pix2pix.py --split mini --tiny
       bonesr-bench train baselines/bioaware.py --variant euler
     """
@@ -67,7 +81,8 @@ def train(
 
     opts = TrainOptions(split=split, run_dir=run_dir, weights=weights, device=device,
                         iterations=iterations, tiny=tiny, restart=restart,
-                        variant=variant)
+                        variant=variant, budget_s=budget_s, precision=precision,
+                        barrier=probe_barrier)
     labels = {"data": ("loading the train split", ""), "train": ("training", "it")}
     try:
         with errors(), progress(labels) as report:

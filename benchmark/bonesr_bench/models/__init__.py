@@ -214,8 +214,10 @@ def manifest(model, source: str) -> Manifest:
         n_params = int(sum(p.numel() for p in params()))
     weights = getattr(model, "weights", None)
     sha = None
-    if weights and Path(weights).is_file():
-        sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    if weights:
+        from bonesr_bench.models.wrapper import weights_sha256
+
+        sha = weights_sha256(weights)
     meta = {k: getattr(model, k) for k in OPTIONAL if getattr(model, k, None) is not None}
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in meta.items()}
     return Manifest(model.name, model.scale, model.input, source, n_params, sha, meta)

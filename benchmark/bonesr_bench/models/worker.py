@@ -38,8 +38,10 @@ from bonesr_bench.models.inference import OutputError, RunStats, run_model
 
 __all__ = ["IsolatedRun", "WorkerOutput", "run_isolated", "ENV_WHITELIST", "LOG_LIMIT_BYTES"]
 
+#: PYTHONPATH: packages installed with pip --target (a machine whose site-packages are read
+#: only); the confined worker may read its folders, as every folder on the import path
 ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
-                 "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "LD_LIBRARY_PATH")
+                 "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "LD_LIBRARY_PATH", "PYTHONPATH")
 #: how much of the worker's stdout/stderr is kept in its log file
 LOG_LIMIT_BYTES = 1 << 20
 POLL_S = 0.05

@@ -3,9 +3,11 @@ iteration), validation, and the steps of :func:`train`."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -19,9 +21,28 @@ import torch
 import torch.nn.functional as F
 
 from bonesr_bench.files import write_atomic
+from bonesr_bench.models.wrapper import PART_BYTES, part_files, split_weights
 from bonesr_bench.training.data import load_volumes, sample_hr, sample_pairs
 from bonesr_bench.training.recipe import Progress, Recipe, SupervisedTask, TrainingError, _noop
 from bonesr_bench.training.weights import save_weights
+
+
+class _Clock:
+    """Wall time of work on ``device`` (CUDA work is waited for at each reading)."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self.t0 = self._now()
+
+    def stop(self) -> float:
+        return self._now() - self.t0
 
 
 @dataclass
@@ -36,6 +57,20 @@ class TrainOptions:
     #: a name in the file's VARIANTS (recipe overrides, e.g. an ablation): its run folder is
     #: runs/train/<name>-<variant> and its weights <WEIGHTS stem's folder>/<name>-<variant>
     variant: str | None = None
+    #: fit the number of iterations to this many seconds of training: time ``probe``
+    #: iterations of a throw-away copy of the networks first, then train
+    #: min(recipe, budget / measured cost) iterations from scratch (recorded in the sidecar's
+    #: ``fitted``; a resumed run keeps the length it was given)
+    budget_s: float | None = None
+    probe: int = 100
+    #: "DIR:N": runs sharing one device wait for each other (a file each in DIR) before timing
+    #: their probes, so that each measures the load it will train under
+    barrier: str | None = None
+    #: float32, or bf16 (autocast of each step to bfloat16 where it pays; weights, optimiser
+    #: state and validation stay float32)
+    precision: str = "float32"
+    #: networks (and so activations) in channels-last memory layout; None: on CUDA only
+    channels_last: bool | None = None
 
 
 @dataclass
@@ -204,11 +239,18 @@ class _Training:
             if o.iterations < 1:
                 raise TrainingError("--iterations must be at least 1")
             recipe = replace(recipe, iterations=o.iterations)
+        if o.budget_s is not None and (o.budget_s <= 0 or o.probe < 1):
+            raise TrainingError("--budget-s must be > 0 seconds (and the probe >= 1 iteration)")
+        if o.precision not in ("float32", "bf16"):
+            raise TrainingError(f"--precision {o.precision!r}: use float32 or bf16")
         self.recipe, self.config = recipe, config
+        self.fitted = None
         try:
             self.device = resolve_device(o.device).type  # the device rule evaluate uses
         except (ValueError, RuntimeError) as exc:
             raise TrainingError(str(exc)) from None
+        self.channels_last = (self.device == "cuda" if o.channels_last is None
+                              else bool(o.channels_last))
         self.run_dir = Path(o.run_dir or Path("runs") / "train" /
                             (self.name + ("-tiny" if o.tiny else "")))
         if o.weights is not None:
@@ -226,17 +268,9 @@ class _Training:
         except SplitError as exc:
             raise TrainingError(str(exc)) from exc
 
-    def build_task(self) -> None:
-        """The networks (seeded by the recipe) and their task; the train/validation volumes."""
-        recipe, device = self.recipe, self.device
-        torch.manual_seed(recipe.seed)
-        self.rng = np.random.default_rng(recipe.seed)
-        net = self.build(self.config).to(device)
-        self.task = (self.make_task(net, recipe, device) if callable(self.make_task)
-                     else SupervisedTask(net, recipe, device))
-        if recipe.data == "hr" and not hasattr(self.task, "degrade"):
-            raise TrainingError(f"{self.source}: RECIPE.data='hr' needs a task with "
-                                "degrade(hr, gen)")
+    def load_data(self) -> None:
+        """The train and validation volumes."""
+        recipe = self.recipe
         vols = load_volumes(self.split_path, hr_only=recipe.data == "hr", scale=recipe.scale,
                             progress=self.progress)
         n_val = min(recipe.n_validation, len(vols) - 1)
@@ -244,7 +278,104 @@ class _Training:
             raise TrainingError(f"{self.split_path}: {len(vols)} train specimen(s); training "
                                 "needs at least two (one held out for validation)")
         self.train_vols, self.val_vols = vols[:-n_val], vols[-n_val:]
-        self.validate = _Validation(self.task, self.val_vols, recipe, device)
+
+    def _new_task(self, recipe: Recipe):
+        """The networks, seeded by the recipe, on the device (channels-last if asked), and
+        their task."""
+        torch.manual_seed(recipe.seed)
+        net = self.build(self.config).to(self.device)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        task = (self.make_task(net, recipe, self.device) if callable(self.make_task)
+                else SupervisedTask(net, recipe, self.device))
+        if self.channels_last:  # networks the task made itself (a discriminator)
+            for m in task.networks.values():
+                m.to(memory_format=torch.channels_last)
+        if recipe.data == "hr" and not hasattr(task, "degrade"):
+            raise TrainingError(f"{self.source}: RECIPE.data='hr' needs a task with "
+                                "degrade(hr, gen)")
+        return task
+
+    def fit_length(self) -> None:
+        """With a time budget: the number of iterations that fit it, measured on a throw-away
+        copy of the task (``probe`` iterations after 3 of warm-up, one validation, one
+        checkpoint), or read back from the run folder when resuming."""
+        o, recipe = self.o, self.recipe
+        if o.budget_s is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        saved = self.run_dir / "fitted.json"
+        if saved.is_file() and not o.restart and (self.run_dir / "checkpoint.pt").is_file():
+            self.fitted = json.loads(saved.read_text())
+        else:
+            self.fitted = self._probe(o.budget_s, o.probe)
+            write_atomic(saved, json.dumps(self.fitted, indent=1) + "\n")
+        self.recipe = replace(recipe, iterations=self.fitted["iterations"])
+
+    def _probe(self, budget_s: float, n: int) -> dict:
+        recipe = self.recipe
+        task = self._new_task(recipe)
+        rng, gen = np.random.default_rng(recipe.seed + 7), torch.Generator()
+        for m in task.networks.values():
+            m.train()
+        clock = _Clock(self.device)
+        self._wait_for_peers()
+        for it in range(1, 4 + n):
+            if it == 4:
+                clock.start()
+            lr, hr, aux = self._batch(task, rng, it, gen)
+            with self._autocast():
+                task.step(lr.to(self.device), hr.to(self.device), aux)
+        step_s = clock.stop() / n
+        clock.start()
+        _Validation(task, self.val_vols, recipe, self.device)()
+        validate_s = clock.stop()
+        clock.start()
+        _save_checkpoint(self.run_dir / "probe.pt", task, 0, math.inf, "probe", rng, [])
+        checkpoint_s = clock.stop()
+        (self.run_dir / "probe.pt").unlink(missing_ok=True)
+        del task
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+        per_it = (step_s + validate_s / recipe.validate_every
+                  + checkpoint_s / recipe.checkpoint_every)
+        fit = int(budget_s / per_it)
+        iterations = max(1, min(recipe.iterations, fit))
+        return {"budget_s": budget_s, "probe_iterations": n, "step_s": step_s,
+                "validation_s": validate_s, "checkpoint_s": checkpoint_s,
+                "patches_per_s": recipe.batch_size / step_s, "fits": fit,
+                "recipe_iterations": recipe.iterations, "iterations": iterations,
+                "precision": self.o.precision, "channels_last": self.channels_last,
+                "device": self.device}
+
+    def _wait_for_peers(self, timeout_s: float = 300.0) -> None:
+        if not self.o.barrier:
+            return
+        folder, _, n = self.o.barrier.rpartition(":")
+        if not folder or not n.isdigit():
+            raise TrainingError(f"--probe-barrier {self.o.barrier!r}: give DIR:N (N runs)")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.name}.{os.getpid()}").touch()
+        t0 = time.time()
+        while len(list(folder.iterdir())) < int(n):
+            if time.time() - t0 > timeout_s:
+                raise TrainingError(f"--probe-barrier: {n} runs never met in {folder} within "
+                                    f"{timeout_s:.0f} s; start them together or drop it")
+            time.sleep(0.05)
+
+    def _autocast(self):
+        if self.o.precision == "bf16":
+            return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def build_task(self) -> None:
+        """The networks and their task (after the length is fitted: the schedules follow the
+        number of iterations), the validation batches."""
+        recipe = self.recipe
+        self.rng = np.random.default_rng(recipe.seed)
+        self.task = self._new_task(recipe)
+        self.validate = _Validation(self.task, self.val_vols, recipe, self.device)
         self.generator = self.task.networks.get("generator",
                                                 next(iter(self.task.networks.values())))
         if getattr(self.task, "morphometry_weights", None) and \
@@ -271,6 +402,14 @@ class _Training:
                  f"({len(self.train_vols)} train, {len(self.val_vols)} validation specimens: "
                  f"{', '.join(v.name for v in self.val_vols)}), device {self.device}, recipe "
                  f"{json.dumps(self.recipe.as_dict(), default=str)}")
+        if self.fitted:
+            f = self.fitted
+            self.say(f"length fitted to {f['budget_s']:g} s of {f['device']} time "
+                     f"({f['precision']}{', channels-last' if f['channels_last'] else ''}): "
+                     f"{f['step_s'] * 1e3:.1f} ms per iteration over {f['probe_iterations']} "
+                     f"probe iterations ({f['patches_per_s']:.0f} patches/s), validation "
+                     f"{f['validation_s']:.1f} s, checkpoint {f['checkpoint_s']:.1f} s: "
+                     f"{f['iterations']} iterations (the recipe has {f['recipe_iterations']})")
         if getattr(self.task, "morphometry_weights", None):
             self.say(f"morphometry terms {self.task.morphometry_weights} on soft bone maps at "
                      f"threshold {self.task.bone_threshold:.4f} (of the [0, 1] window), tau "
@@ -281,15 +420,14 @@ class _Training:
         self.log_file.flush()
         self.log(line)
 
-    def batch(self, it: int, gen: torch.Generator):
-        """(LR, HR, aux) of iteration ``it``."""
+    def _batch(self, task, rng, it: int, gen: torch.Generator):
+        """(LR, HR, aux) of iteration ``it``, drawn with ``rng``."""
         recipe = self.recipe
         if recipe.data == "hr":
-            hr = sample_hr(self.train_vols, self.rng, recipe.batch_size,
-                           recipe.patch * recipe.scale)
-            lr, aux = self.task.degrade(hr, gen.manual_seed(recipe.seed * 1_000_003 + it))
+            hr = sample_hr(self.train_vols, rng, recipe.batch_size, recipe.patch * recipe.scale)
+            lr, aux = task.degrade(hr, gen.manual_seed(recipe.seed * 1_000_003 + it))
             return lr, hr, aux
-        lr, hr = sample_pairs(self.train_vols, self.rng, recipe.batch_size, recipe.patch,
+        lr, hr = sample_pairs(self.train_vols, rng, recipe.batch_size, recipe.patch,
                               recipe.scale, recipe.stack)
         return lr, hr, None
 
@@ -302,8 +440,9 @@ class _Training:
             m.train()
         with _deferred_interrupt() as stop:
             for it in range(self.start + 1, recipe.iterations + 1):
-                lr, hr, aux = self.batch(it, gen)
-                losses = self.task.step(lr.to(self.device), hr.to(self.device), aux)
+                lr, hr, aux = self._batch(self.task, self.rng, it, gen)
+                with self._autocast():
+                    losses = self.task.step(lr.to(self.device), hr.to(self.device), aux)
                 if not all(math.isfinite(v) for v in losses.values()):
                     self.log_file.close()
                     raise TrainingError(f"iteration {it}: loss is not finite ({losses}); lower "
@@ -339,6 +478,8 @@ class _Training:
             save_weights(self.generator, self.best_path, recipe.weights_dtype)
         write_atomic(weights, self.best_path.read_bytes())
         sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+        parts = (split_weights(weights, PART_BYTES) if weights.stat().st_size > PART_BYTES
+                 else None)
         record = {
             "name": self.name, "source": str(self.source), "variant": self.o.variant,
             "weights": weights.name,
@@ -351,10 +492,18 @@ class _Training:
             "best_validation_l1": self.best, "iterations": recipe.iterations,
             "device": self.device, "torch": torch.__version__,
             "seconds": round(time.time() - self.t0, 1), "resumed_from": self.start,
-            "history": self.history,
+            "precision": self.o.precision, "channels_last": self.channels_last,
+            "fitted": self.fitted, "history": self.history,
         }
+        if parts:
+            record["parts"] = parts
         write_atomic(Path(str(weights) + ".json"),
                      json.dumps(record, indent=1, default=str) + "\n")
+        if parts:  # the sidecar now says how to reassemble it
+            weights.unlink()
+        else:
+            for stale in part_files(weights):
+                stale.unlink()
         self.say(f"weights: {weights} (sha256 {sha[:16]}..., best validation L1 "
                  f"{self.best:.5f})")
         self.log_file.close()
@@ -369,6 +518,8 @@ def train(source: str, options: TrainOptions | None = None, progress: Progress =
     from a checkpoint, iterate, write the weights."""
     run = _Training(source, options or TrainOptions(), progress, log)
     run.open_split()
+    run.load_data()
+    run.fit_length()
     run.build_task()
     run.resume()
     run.loop()
