@@ -160,3 +160,59 @@ def test_the_callers_environment_is_left_as_it_was():
     with Scorer(2):
         assert dict(os.environ) == before
     assert dict(os.environ) == before
+
+
+# ----------------------------------------------------------------------------------------------
+# stores addressed by URL (fsspec): what workers on other machines read
+
+
+def _without_path(res: dict) -> str:
+    res = json.loads(_comparable(res))
+    res["split"].pop("path")
+    return json.dumps(res, sort_keys=True)
+
+
+def test_a_split_built_at_a_url_is_the_same_split(mini_split, tmp_path):
+    from bonesr_bench.split import SPLITS, build, verify
+
+    want = verify(mini_split).fingerprint
+    for url in ("memory://bonesr-test/mini.zarr", (tmp_path / "mini.zarr").as_uri()):
+        assert build(url, SPLITS["mini"], workers=2) == want, url  # memory://: in-process
+        report = verify(url)
+        assert report.ok and report.fingerprint == want and report.path == url
+
+
+def test_dask_workers_read_the_split_by_url(inline_and_dask, mini_split, tmp_path):
+    import shutil
+
+    one, _ = inline_and_dask
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(mini_split, copy)
+    url = copy.as_uri()  # file:///...: opened through fsspec, as s3:// or gs:// would be
+    two = evaluate("bicubic", EvaluateOptions(split=url, out=tmp_path / "runs", device="cpu",
+                                              workers=2))
+    assert two.exit_code == 0 and two.result["split"]["path"] == url
+    assert _without_path(two.result) == _without_path(one.result)
+
+
+def test_a_memory_store_is_scored_in_process_and_refused_to_workers(inline_and_dask,
+                                                                    mini_split, tmp_path):
+    from bonesr_bench.split import SPLITS, build
+
+    one, _ = inline_and_dask
+    url = "memory://bonesr-test/scored.zarr"
+    build(url, SPLITS["mini"])
+    same = evaluate("bicubic", EvaluateOptions(split=url, out=tmp_path / "a", device="cpu"))
+    assert _without_path(same.result) == _without_path(one.result)
+    with pytest.raises(EvaluationError, match="memory:// store lives in this process only"):
+        evaluate("bicubic", EvaluateOptions(split=url, out=tmp_path / "b", device="cpu",
+                                            workers=2))
+
+
+@pytest.mark.parametrize("url, message", [
+    ("foo://x.zarr", "Protocol not known: foo; install the fsspec backend"),
+    ("memory://nothing/here.zarr", "no split here; build it with"),
+])
+def test_a_url_that_cannot_be_read_is_one_line(url, message):
+    r = runner.invoke(app, ["data", "verify", url])
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) <= 3

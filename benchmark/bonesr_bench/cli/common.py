@@ -31,8 +31,10 @@ DEFAULT_VOXEL_UM = 10.5
 #: ``--device`` of every command that computes: a choice, so that a typo is one clear line
 Device = Annotated[Literal["auto", "cpu", "cuda"], typer.Option(
     "--device", help="auto: CUDA when torch sees a GPU, else the CPU; cpu; cuda.")]
-SplitPath = Annotated[Path | None, typer.Argument(
-    help="A split's zarr store. Default: the v2 split in the per-user cache.", show_default=False)]
+SplitPath = Annotated[str | None, typer.Argument(
+    help="A split's zarr store: a path, or a URL (file://, s3://, gs://, memory://; s3:// and "
+    "gs:// need s3fs or gcsfs). Default: the v2 split in the per-user cache.",
+    show_default=False)]
 ResultsDir = Annotated[Path, typer.Option("--results", help="The leaderboard's results folder.")]
 
 SPLIT_HELP = "test | train | all (the split's parts), or mini (a tiny split for tests)."
@@ -86,11 +88,17 @@ def split_config(split: str, version: str = "v2"):
     return SPLITS[version], split
 
 
-def default_split(path: Path | None) -> Path:
-    """``path``, else the default split in the per-user cache."""
-    from bonesr_bench.split import DEFAULT_SPLIT, SPLITS, default_path
+def default_split(path: str | Path | None):
+    """``path`` (a local ``Path``, or a URL string), else the default split in the per-user
+    cache."""
+    from bonesr_bench.split import DEFAULT_SPLIT, SPLITS, as_location, default_path
 
-    return path or default_path(SPLITS[DEFAULT_SPLIT])
+    return as_location(path) if path else default_path(SPLITS[DEFAULT_SPLIT])
+
+
+def store_name(location) -> str:
+    """The last part of a store's path or URL (``synth-v2.zarr``)."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
 
 
 #: a progress callback: (stage, done, total, info)

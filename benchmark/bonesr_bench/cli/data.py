@@ -21,6 +21,7 @@ from bonesr_bench.cli.common import (
     fail,
     progress,
     split_config,
+    store_name,
 )
 from bonesr_bench.params import label_unit
 
@@ -33,8 +34,9 @@ app.add_typer(data_app, name="data")
 def data_build(
     split: Annotated[str, typer.Option("--split", help=SPLIT_HELP)] = "all",
     version: Annotated[str, typer.Option("--version", help=VERSION_HELP)] = "v2",
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Where to write the zarr store. Default: the per-user cache.",
+    out: Annotated[str | None, typer.Option(
+        "--out", help="Where to write the zarr store: a path, or a URL (file://, s3://, gs://, "
+        "memory://) that workers on other machines can read. Default: the per-user cache.",
         show_default=False)] = None,
     device: Device = "auto",
     donor: Annotated[str | None, typer.Option(
@@ -94,10 +96,15 @@ def data_build(
         if out is None:
             raise fail("--from-scans needs --out: where to write the split, e.g. "
                        "--out my_split.zarr")
-        return _build_from_scans(from_scans, out, split_id, scale, trabecula_um, pore_um,
+        from bonesr_bench.split import is_url
+
+        if is_url(out):
+            raise fail(f"--out {out}: --from-scans writes a local store; give a path (and copy "
+                       "it to shared or object storage afterwards)")
+        return _build_from_scans(from_scans, Path(out), split_id, scale, trabecula_um, pore_um,
                                  tv_weight, lr_tv_weight)
     from bonesr_bench.morphometry.torch_backend import resolve_device
-    from bonesr_bench.split import build, default_path
+    from bonesr_bench.split import as_location, build, default_path
 
     config, part = split_config(split, version)
     if donor is not None:
@@ -106,14 +113,16 @@ def data_build(
         if donor != "bonebox":
             raise fail(f"--donor must be bonebox, got {donor!r}")
         config, part = SPLITS["bonebox"], "all"
-    path = out or default_path(config)
+    path = as_location(out) if out else default_path(config)
     try:
         dev = resolve_device(device)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     n = len(config.specimens(part))
-    with errors(), progress({"build": (f"building {path.name} ({part})", "specimens")}) as report:
+    with errors(), progress({"build": (f"building {store_name(path)} ({part})",
+                                       "specimens")}) as report:
         fp = build(path, config, part=part, device=dev, workers=workers,
                    progress=lambda name, done, total: report("build", done, n, name))
     err.print(f"built {path}  fingerprint {fp[:16]}")
@@ -215,15 +224,14 @@ def data_protocol(
     from rich.table import Table
 
     from bonesr_bench.scoring.protocol import TV_CANDIDATES, choose_tv_weights
-    from bonesr_bench.split import segmentation_params
+    from bonesr_bench.split import open_group, segmentation_params
 
     path = default_split(path)
-    import zarr
 
     with errors(), progress({"segment": ("segmenting train specimens", "specimens")}) as report:
         choice = choose_tv_weights(path, n_specimens=specimens, progress=lambda n, d, t:
                                    report("segment", d, t, n))
-        meta = dict(zarr.open_group(str(path), mode="r").attrs["bonesr"])
+        meta = dict(open_group(path, mode="r").attrs["bonesr"])
     recorded = segmentation_params(meta)
     table = Table(title=f"mean biological error vs truth (%), {len(choice.specimens)} train "
                         "specimens")
@@ -253,19 +261,18 @@ def data_info(
 ):
     """A table of the specimens with their true morphometry (splits from scans: registration
     quality and regions)."""
-    import zarr
-
-    from bonesr_bench.split import is_from_scans, repair_hint
+    from bonesr_bench.split import is_from_scans, location_exists, open_group, repair_hint
 
     path = default_split(path)
-    if not path.exists():
-        raise fail(f"{path}: no split here; build it with `bonesr-bench data build`")
-    root = zarr.open_group(str(path), mode="r")
+    with errors():
+        if not location_exists(path):
+            raise fail(f"{path}: no split here; build it with `bonesr-bench data build`")
+        root = open_group(path, mode="r")
     meta = dict(root.attrs.get("bonesr", {}))
     repair = repair_hint(path, meta)
     keys = ["bv_tv_pct", "tb_th_um", "tb_sp_um", "conn_d_per_mm3", "da_ratio", "ct_th_um",
             "ct_po_pct"]
-    table = Table(title=f"{meta.get('split', path.name)} v{meta.get('version', '?')}  "
+    table = Table(title=f"{meta.get('split', store_name(path))} v{meta.get('version', '?')}  "
                   f"fingerprint {str(meta.get('fingerprint', '-'))[:16]}", title_justify="left")
     table.add_column("subset")
     table.add_column("specimen", no_wrap=True)

@@ -29,7 +29,8 @@ def evaluate(
     split: Annotated[str | None, typer.Option(
         "--split", help="A split name (v2, v1, mini, bonebox: kept in the per-user cache and built "
         "on first use) or the path of a split's zarr store, such as one built from your own "
-        "scans with `bonesr-bench data build --from-scans`. Default: v2.",
+        "scans with `bonesr-bench data build --from-scans`, or its URL (file://, s3://, gs://, "
+        "memory://: what Dask workers on other machines read). Default: v2.",
         show_default=False)] = None,
     subset: Annotated[str, typer.Option("--subset", help="test or train.")] = "test",
     specimens: Annotated[str | None, typer.Option(

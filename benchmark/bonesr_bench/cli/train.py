@@ -24,7 +24,8 @@ def train(
         show_default=False)],
     split: Annotated[str | None, typer.Option(
         "--split", help="A split name (v2, v1, mini: built in the per-user cache on first use) or "
-        "a split's zarr store. Only its train subset is read. Default: v2.",
+        "a split's zarr store (a path or a file://, s3://, gs://, memory:// URL). Only its "
+        "train subset is read. Default: v2.",
         show_default=False)] = None,
     run_dir: Annotated[Path | None, typer.Option(
         "--run-dir", help="Checkpoint, log and best weights. Default: runs/train/NAME.",

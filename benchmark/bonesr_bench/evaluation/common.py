@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from bonesr_bench import scoring
 from bonesr_bench.errors import BenchError
@@ -22,6 +21,7 @@ from bonesr_bench.split import (
     calibration,
     from_raw,
     is_from_scans,
+    open_group,
     require_ok,
     resolve,
     segmentation_params,
@@ -50,7 +50,7 @@ def _open_scored_split(split, subset: str, progress: Progress = _noop):
         report = require_ok(report or verify(split_path))
     except SplitError as exc:
         raise EvaluationError(str(exc)) from None
-    root = zarr.open_group(str(split_path), mode="r")
+    root = open_group(split_path, mode="r")
     meta = dict(root.attrs["bonesr"])
     if subset not in meta.get("parts", []) or subset not in root:
         raise EvaluationError(f"{split_path} has no {subset} part; build it with "

@@ -57,11 +57,9 @@ def _kill_hook() -> None:
 
 
 def _open(split_path: str, subset: str, name: str):
-    import zarr
+    from bonesr_bench.split import calibration, open_group
 
-    from bonesr_bench.split import calibration
-
-    root = zarr.open_group(str(split_path), mode="r")
+    root = open_group(split_path, mode="r")
     meta = dict(root.attrs["bonesr"])
     return root[f"{subset}/{name}"], meta, calibration(meta)
 
@@ -140,6 +138,15 @@ class Scorer:
         self.parallel = workers > 1 or scheduler is not None
         self.threads = threads_per_task if self.parallel else None
         self.client = self.cluster = None
+
+    def check_location(self, split_path) -> None:
+        """Refuse a store that only this process can read when the tasks run elsewhere."""
+        from bonesr_bench.split import in_one_process
+
+        if self.parallel and in_one_process(split_path):
+            raise EvaluationError(f"--split {split_path}: a memory:// store lives in this "
+                                  "process only and Dask workers cannot read it; use --workers "
+                                  "1, or a path, a file:// or an object-store URL")
 
     def __enter__(self) -> Scorer:
         if not self.parallel:

@@ -117,7 +117,9 @@ def reference_results(scans=tuple(REFERENCE_SCANS), split: str | Path | None = N
                                   f"{', '.join(REFERENCE_SCANS)}")
     t0 = time.perf_counter()
     split_path, report, root, meta, params = _open_scored_split(split, subset, progress)
-    with Scorer(workers, scheduler) as scorer:
+    scorer = Scorer(workers, scheduler)
+    scorer.check_location(split_path)
+    with scorer:
         refs = reference_rows(split_path, root, meta, subset, params, progress=progress,
                               scorer=scorer)
     names = sorted(root[subset].group_keys())

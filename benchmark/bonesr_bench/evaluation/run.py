@@ -222,6 +222,7 @@ class _Run:
         t0 = time.perf_counter()
         (self.split_path, self.report, self.root, self.meta,
          self.params) = _open_scored_split(self.opts.split, self.opts.subset, self.progress)
+        self.scorer.check_location(self.split_path)
         self.window = tuple(self.params.window)
         self.cal = calibration(self.meta)
         self.scale = int(self.meta["scale"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,58 @@ from bonesr_bench.split.intensity import calibration, from_raw
 
 class SplitError(BenchError, RuntimeError):
     """A split is missing, incomplete or tampered with; the message says what and the fix."""
+
+
+#: a store's location: a local path, or a URL that fsspec opens (``file://``, ``s3://``,
+#: ``gs://``, ``memory://``, ...), so that workers on other machines read one split
+Location = str | Path
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def as_location(location: Location) -> Location:
+    """A URL stays the string it is (a ``Path`` would fold its ``//``); anything else is a
+    local ``Path``."""
+    text = str(location)
+    return text if _URL.match(text) else Path(location)
+
+
+def is_url(location: Location) -> bool:
+    return isinstance(as_location(location), str)
+
+
+def in_one_process(location: Location) -> bool:
+    """True for stores that live in one process's memory (``memory://``): other processes (a
+    build's or Dask's workers) cannot see them."""
+    return str(location).startswith("memory://")
+
+
+def _filesystem(url: str):
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SplitError(f"{url}: {first}; install the fsspec backend of this protocol "
+                         "(s3fs for s3://, gcsfs for gs://) or give a local path") from None
+
+
+def location_exists(location: Location) -> bool:
+    loc = as_location(location)
+    if isinstance(loc, Path):
+        return loc.exists()
+    fs, path = _filesystem(loc)
+    return fs.exists(path)
+
+
+def open_group(location: Location, mode: str = "r", **kwargs) -> zarr.Group:
+    """The zarr group at ``location`` (a path or an fsspec URL)."""
+    loc = as_location(location)
+    if isinstance(loc, Path):
+        return zarr.open_group(str(loc), mode=mode, **kwargs)
+    _filesystem(loc)  # an unknown protocol or a missing backend: one line
+    opts = {"auto_mkdir": True} if loc.startswith("file://") and mode != "r" else None
+    return zarr.open_group(loc, mode=mode, storage_options=opts, **kwargs)
 
 
 def default_path(config: SplitConfig) -> Path:
@@ -153,7 +206,7 @@ def compare_to_canonical(path: str | Path, table: dict,
                          parts=("train", "test")) -> dict[str, str]:
     """Per differing array of the built ``parts``: "within tolerance" or "differs" (with the
     figure), against the canonical ``table``."""
-    root = zarr.open_group(str(path), mode="r")
+    root = open_group(path, mode="r")
     out = {}
     for key, ref in table["arrays"].items():
         if key.split("/")[0] not in parts:
@@ -194,7 +247,7 @@ def canonical_fingerprints(split: str) -> set[str]:
 
 def canonical_table(path: str | Path) -> dict:
     """The table to commit as canonical for the split at ``path``."""
-    root = zarr.open_group(str(path), mode="r")
+    root = open_group(path, mode="r")
     meta = dict(root.attrs["bonesr"])
     arrays = {}
     for key in sorted(meta["sha256"]):
@@ -270,10 +323,10 @@ def repair_hint(path: str | Path, meta: dict) -> str:
 
 def verify(path: str | Path, config: SplitConfig | None = None) -> VerifyReport:
     """Recompute every array's hash and compare with the recorded table."""
-    path = Path(path)
-    if not path.exists():
+    path = as_location(path)
+    if not location_exists(path):
         raise SplitError(f"{path}: no split here; build it with `bonesr-bench data build`")
-    root = zarr.open_group(str(path), mode="r")
+    root = open_group(path, mode="r")
     meta = dict(root.attrs.get("bonesr", {}))
     if config is None:
         config = SPLITS.get(meta.get("config", "v1"), SPLITS["v1"])
@@ -303,7 +356,7 @@ def open_split(path: str | Path, *, check: bool = True) -> zarr.Group:
     """Open a split for reading; with ``check`` refuse one that fails verification."""
     if check:
         require_ok(verify(path))
-    return zarr.open_group(str(path), mode="r")
+    return open_group(path, mode="r")
 
 
 def require_ok(report: VerifyReport) -> VerifyReport:

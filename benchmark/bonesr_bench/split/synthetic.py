@@ -11,7 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from bonesr_bench.files import jsonable
 from bonesr_bench.split.config import DEFAULT_SPLIT, SPLITS, Protocol, SplitConfig, _subsets
@@ -22,9 +21,13 @@ from bonesr_bench.split.store import (
     _check_specimen,
     _specimen_complete,
     _versions,
+    as_location,
     default_path,
     fingerprint,
+    in_one_process,
     is_from_scans,
+    location_exists,
+    open_group,
     repair_hint,
     verify,
     write_specimen,
@@ -149,7 +152,7 @@ def _worker_main() -> None:
             c = job["config"]
             config = SplitConfig(**{**c, **{k: tuple(c[k]) for k in
                                             ("hr_shape", "train_seeds", "test_seeds")}})
-            root = zarr.open_group(job["path"], mode="a", zarr_format=2)
+            root = open_group(job["path"], mode="a", zarr_format=2)
             _build_specimen(root, config, job["subset"], job["name"], job["seed"], "cpu")
             replies.write(json.dumps({"name": job["name"]}) + "\n")
         except Exception as exc:  # reported by the parent, which stops the build
@@ -231,9 +234,9 @@ def build(path: str | Path, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
     altered ones are rebuilt, ``workers`` at a time (None: :func:`auto_workers`; CPU builds
     only). ``progress(name, done, total)`` is called after each specimen.
     """
-    path = Path(path)
+    path = as_location(path)
     proto = config.proto
-    root = zarr.open_group(str(path), mode="a", zarr_format=2)
+    root = open_group(path, mode="a", zarr_format=2)
     old = dict(root.attrs.get("bonesr", {}))
     if is_from_scans(old):
         raise SplitError(f"{path} was built from scans; resume or repair it with "
@@ -254,11 +257,13 @@ def build(path: str | Path, config: SplitConfig = SPLITS[DEFAULT_SPLIT], *,
         else:
             todo.append((subset, name, seed))
     workers = auto_workers(len(todo)) if workers is None else workers
+    if in_one_process(path):  # the workers' processes would not see it (same bytes in-process)
+        workers = 1
     for name in _build_specimens(path, root, config, todo, device, workers):
         done += 1
         if progress:
             progress(name, done, len(specimens))
-    root = zarr.open_group(str(path), mode="a", zarr_format=2)  # what the workers wrote
+    root = open_group(path, mode="a", zarr_format=2)  # what the workers wrote
     table = {}
     for subset, name, _ in config.specimens("all"):
         if subset in parts and _specimen_complete(root, subset, name):
@@ -303,12 +308,13 @@ def ensure_report(path: str | Path | None = None,
                   workers: int | None = 1) -> tuple[Path, VerifyReport | None]:
     """:func:`ensure`, also returning the verification report when the split was already
     there and verified (None when it was just built), so a caller need not verify it twice."""
-    path = Path(path) if path is not None else default_path(config)
-    if path.exists():
+    path = as_location(path) if path is not None else default_path(config)
+    if location_exists(path):
         report = verify(path, config)
         if report.ok and _subsets(part) <= set(report.parts):
             return path, report
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     build(path, config, part=part, device=device, progress=progress, workers=workers)
     return path, None
 
@@ -324,8 +330,8 @@ def resolve(split: str | Path | None, subset: str = "test",
         part = subset if config.name in ("v1", "v2") else "all"
         return ensure_report(default_path(config), config, part=part, workers=None,
                              progress=progress)
-    path = Path(split)
-    if not path.exists():
+    path = as_location(split)
+    if not location_exists(path):
         raise SplitError(f"--split {path}: no split there; give a split name "
                          f"({', '.join(SPLITS)}) or build one with `bonesr-bench data build "
                          f"--out {path}`")

@@ -49,9 +49,9 @@ def load_volumes(path: str | Path, *, hr_only: bool = False, scale: int = 2,
 def _train_split(path) -> tuple[list[str], tuple[float, float]]:
     """(train specimen names, the split's intensity window in 1/cm: what evaluate maps to
     [0, 1])."""
-    import zarr
+    from bonesr_bench.split import open_group
 
-    root = zarr.open_group(str(path), mode="r")
+    root = open_group(path, mode="r")
     if "train" not in root:
         raise TrainingError(f"{path}: the split has no train subset; build it with "
                             f"`bonesr-bench data build --split train --out {path}`")
