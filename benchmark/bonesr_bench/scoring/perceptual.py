@@ -29,7 +29,8 @@ __all__ = ["CONVENTIONS", "to_255", "psnr_slices", "ssim_slices", "psnr_3d", "ss
 
 K1, K2, SIGMA, WIN = 0.01, 0.03, 1.5, 11
 #: recorded with every result
-CONVENTIONS = {"version": "2", "sums": "3D means in float64, one thread",
+CONVENTIONS = {"version": "3", "sums": "float64; each plane summed by one thread in a fixed "
+               "order, the planes by numpy",
                "range": "split window -> [0, 255], clipped", "peak": 255,
                "shave": "scale pixels per border", "ssim": "Wang 2004, Gaussian 11/1.5, "
                "K1 0.01, K2 0.03, population covariance, valid positions"}
@@ -93,7 +94,20 @@ def ssim_slices(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) 
     if min(r.shape[-2:]) < WIN:
         raise ValueError(f"slices of {tuple(r.shape[-2:])} after shaving are smaller than the "
                          f"{WIN} x {WIN} SSIM window")
+    if r.device.type == "cpu":  # fused (scoring._ssim); the torch formulation on CUDA
+        from bonesr_bench.scoring._ssim import ssim_slice_means
+
+        return torch.from_numpy(ssim_slice_means(*_planes(r[:, 0], t[:, 0]), *_constants()))
     return _ssim_map(r, t, 2).flatten(1).mean(1)
+
+
+def _planes(r: torch.Tensor, t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return (np.ascontiguousarray(r.numpy(), dtype=np.float64),
+            np.ascontiguousarray(t.numpy(), dtype=np.float64))
+
+
+def _constants() -> tuple[np.ndarray, float, float]:
+    return _gauss1d("cpu", torch.float64).numpy(), (K1 * 255) ** 2, (K2 * 255) ** 2
 
 
 def psnr_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> float:
@@ -114,6 +128,12 @@ def ssim_3d(reference: torch.Tensor, test: torch.Tensor, *, shave: int = 2) -> f
     r, t = _shave(reference, shave)[None, None], _shave(test, shave)[None, None]
     if min(r.shape[-3:]) < WIN:
         raise ValueError(f"volume {tuple(r.shape[-3:])} is smaller than the {WIN}³ SSIM window")
+    if r.device.type == "cpu":
+        from bonesr_bench.scoring._ssim import ssim_volume_plane_sums
+
+        sums = ssim_volume_plane_sums(*_planes(r[0, 0], t[0, 0]), *_constants())
+        n = np.prod([d - WIN + 1 for d in r.shape[-3:]])
+        return float(np.sum(sums) / n)
     return float(_mean(_ssim_map(r, t, 3)))
 
 
