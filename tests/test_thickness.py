@@ -124,3 +124,18 @@ def test_mask_makes_outside_background():
     bone[5:10] = True
     sp, _ = trabecular_separation(bone, 1.0, mask=mask)
     assert sp == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 9, 9), (5, 6, 7), (20, 30, 40)])
+def test_surface_voxels_are_those_with_an_uncovered_26_neighbour(shape):
+    """The clean-up's separable surface test against its definition, literally: a covered voxel
+    with an uncovered 26-neighbour inside the image (outside counts as covered)."""
+    from scipy import ndimage as ndi
+
+    from bonesr_bench.morphometry._kernels import _surface
+
+    rng = np.random.default_rng(sum(shape))
+    lt = (rng.random(shape) < 0.7) * rng.random(shape, dtype=np.float32)
+    covered = lt > 0
+    want = covered & ~ndi.binary_erosion(covered, np.ones((3, 3, 3), bool), border_value=1)
+    assert np.array_equal(_surface(lt.astype(np.float32)), want)
