@@ -50,8 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("rcan", "dan", "pix2pix")
 WHEELS = ROOT / ".whl"
 SITE = Path("/tmp/bonesr-site")
-#: what one part of the returned files may hold (the device returns 8 files, 64 MiB a call)
-PART_FILES, PART_BYTES = 8, 60 * 2**20
+#: what one part of the returned files may hold: the device returns 8 files (one of them the
+#: part's marker), 16 MiB each, 64 MiB a call
+PART_FILES, PART_BYTES, FILE_BYTES = 7, 60 * 2**20, 16 * 2**20
 #: the GPU machine's image (the device tool's KINDS.md, read 2026-11-17): carried only if absent
 DEVICE_HAS = set("""absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc
 anyio attrs botorch build certifi charset-normalizer chex click cloudpickle cmake colorama
@@ -155,8 +156,15 @@ def _importable() -> bool:
 def ensure_installed() -> None:
     """Install the carried wheels (into SITE) and put them and the package on the path of this
     process and of every process it starts; re-execute once so that imports see them."""
-    if _importable() or os.environ.get("BONESR_GPU_RUN_REEXEC"):
+    if _importable():
         return
+    if os.environ.get("BONESR_GPU_RUN_REEXEC"):  # installed, and still not importable
+        import importlib.util
+
+        missing = [m for m in (*PROBE_IMPORTS, "bonesr_bench")
+                   if importlib.util.find_spec(m) is None]
+        raise SystemExit(f"cannot import {', '.join(missing)} after installing {WHEELS}: run "
+                         "`python3 baselines/gpu_run.py prepare` here and carry .whl")
     wheels = sorted(WHEELS.glob("*.whl"))
     if wheels:
         subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-index",
@@ -181,6 +189,8 @@ class Campaign:
         self.record = {"tiny": self.tiny, "device": args.device, "stages": {}, "models": {}}
         self.split = "mini" if self.tiny else "v2"
         self.runs = self.work / "runs"
+        for old in (self.runs, self.work / "train", self.work / "parts"):
+            shutil.rmtree(old, ignore_errors=True)  # an earlier run's, never reported as this one's
 
     def say(self, line: str) -> None:
         line = f"[{time.time() - self.t0:6.1f} s] {line}"
@@ -221,7 +231,8 @@ def build_split(c: Campaign) -> None:
                *(["--workers", str(c.args.build_workers)] if c.args.build_workers else []),
                log=c.work / "build.log")
     if rc:
-        raise SystemExit(c.say(f"the split build failed (exit {rc}); see {c.work}/build.log"))
+        c.say(f"the split build failed (exit {rc}); see {c.work}/build.log")
+        raise SystemExit(1)
     from bonesr_bench.split import SPLITS
     from bonesr_bench.split.store import default_path, verify
 
@@ -254,10 +265,19 @@ def train_all(c: Campaign) -> None:
                 "--run-dir", str(c.work / "train" / m), "--weights", str(c.weights(m)),
                 "--probe-barrier", f"{barrier}:{len(MODELS)}"]
         if c.tiny:
-            argv += ["--tiny", "--iterations", "100000"]
+            argv += ["--tiny", "--iterations", "100000", "--probe-iterations", "10"]
         procs[m] = c.cli(*argv, log=c.work / f"train-{m}.log", wait=False)
+    pending = dict(procs)
+    while pending:  # a run that dies early arrives at the barrier, so its peers go on
+        for m, p in list(pending.items()):
+            if p.poll() is not None:
+                if p.returncode:
+                    barrier.mkdir(parents=True, exist_ok=True)
+                    (barrier / f"exited-{m}").touch()
+                del pending[m]
+        time.sleep(0.2)
     for m, p in procs.items():
-        rc = p.wait()
+        rc = p.returncode
         side = Path(str(c.weights(m)) + ".json")
         rec = json.loads(side.read_text()) if rc == 0 and side.is_file() else {}
         c.record["models"][m] = {"train_exit": rc, "fitted": rec.get("fitted"),
@@ -297,14 +317,15 @@ def evaluate_all(c: Campaign) -> None:
 
 
 def plan_parts(files: list[tuple[Path, int]], max_files: int = PART_FILES,
-               max_bytes: int = PART_BYTES) -> list[list[Path]]:
+               max_bytes: int = PART_BYTES, file_bytes: int = FILE_BYTES) -> list[list[Path]]:
     """``files`` (path, bytes), in order, cut into parts of at most ``max_files`` files and
-    ``max_bytes`` bytes (each file must fit a part on its own)."""
+    ``max_bytes`` bytes; no file may be over ``file_bytes``."""
     parts: list[list[Path]] = [[]]
     used = 0
     for f, size in files:
-        if size > max_bytes:
-            raise ValueError(f"{f}: {size} bytes, more than a part may hold ({max_bytes})")
+        if size > min(max_bytes, file_bytes):
+            raise ValueError(f"{f}: {size} bytes, more than one returned file may hold "
+                             f"({min(max_bytes, file_bytes)})")
         if len(parts[-1]) == max_files or used + size > max_bytes:
             parts.append([])
             used = 0
@@ -334,6 +355,11 @@ def pack(c: Campaign) -> list[list[Path]]:
         w = c.weights(m)
         big += [w] if w.is_file() else sorted(w.parent.glob(f"{w.name}.part-*"))
     parts = plan_parts([(f, f.stat().st_size) for f in big])
+    keep = c.work / "parts"  # outside the repository: kept while the machine stays warm
+    shutil.rmtree(keep, ignore_errors=True)
+    for k, part in enumerate(parts, 1):
+        (keep / str(k)).mkdir(parents=True)
+        parts[k - 1] = [Path(shutil.copy2(f, keep / str(k) / f.name)) for f in part]
     (c.work / "parts.json").write_text(json.dumps([[str(f) for f in p] for p in parts]) + "\n")
     c.say(f"{len(parts)} part(s) to bring back: " + "; ".join(
         f"{len(p)} files, {sum(f.stat().st_size for f in p) / 2**20:.1f} MiB" for p in parts))
@@ -341,6 +367,9 @@ def pack(c: Campaign) -> list[list[Path]]:
 
 
 def copy_part(work: Path, k: int, out: Path) -> None:
+    if not (work / "parts.json").is_file():
+        raise SystemExit(f"{work}: no finished run here (no parts.json); give the run's --work, "
+                         "on the machine that ran it, while it is still warm")
     parts = json.loads((work / "parts.json").read_text())
     if not 1 <= k <= len(parts):
         raise SystemExit(f"--part {k}: this run has parts 1 to {len(parts)}")
@@ -379,43 +408,55 @@ def run(args) -> int:
 
 def unpack(args) -> int:
     """Weights (parts verified against their sidecars) into baselines/weights, results into
-    runs/<model>/result.json, the campaign's logs into runs/gpu-run/."""
+    runs/<model>/result.json, the campaign's logs into runs/gpu-run/. Nothing is replaced
+    unless every part folder of the run is given and every weight verifies."""
+    import tempfile
+
     from bonesr_bench.models.wrapper import weights_sha256
 
     folders = [Path(f) for f in args.folders]
-    dest, meta_dir = Path(args.weights_dir), Path(args.runs) / "gpu-run"
+    markers = {m.name for f in folders for m in f.glob("part-*-of-*")}
+    counts = {int(m.rsplit("-of-", 1)[1]) for m in markers}
+    if len(counts) != 1 or len(markers) != counts.pop():
+        found = ", ".join(sorted(markers)) or "no part marker"
+        raise SystemExit(f"give every part folder of the run (found {found})")
     metas = [f / "meta.tar.gz" for f in folders if (f / "meta.tar.gz").is_file()]
-    if not metas:
-        raise SystemExit("no meta.tar.gz in the folders given: pass part 1's folder too")
-    with tarfile.open(metas[0]) as tar:
-        tar.extractall(meta_dir, filter="data")
-    for m in MODELS:
-        new = [w for f in folders for w in f.glob(f"{m}.safetensors*")]
-        side = meta_dir / "weights" / f"{m}.safetensors.json"
-        if not new or not side.is_file():
-            continue
-        for old in dest.glob(f"{m}.safetensors*"):  # the whole file or parts of earlier runs
-            old.unlink()
-        for w in [*new, side]:
-            shutil.copy2(w, dest / w.name)
-    bad = []
-    for m in MODELS:
-        side = dest / f"{m}.safetensors.json"
-        try:
-            ok = weights_sha256(dest / f"{m}.safetensors") == json.loads(side.read_text())[
-                "sha256"]
-        except Exception as exc:  # noqa: BLE001 - a missing or damaged file: name it
-            ok = False
-            print(f"{m}: {exc}")
-        if not ok:
-            bad.append(m)
+    dest, meta_dir = Path(args.weights_dir), Path(args.runs) / "gpu-run"
+    stage = Path(tempfile.mkdtemp(prefix="gpu-run-unpack-"))
+    try:
+        with tarfile.open(metas[0]) as tar:
+            tar.extractall(stage / "meta", filter="data")
+        for f in folders:
+            for w in f.glob("*.safetensors*"):
+                shutil.copy2(w, stage / w.name)
+        bad = []
+        for m in MODELS:
+            side = stage / "meta" / "weights" / f"{m}.safetensors.json"
+            try:
+                shutil.copy2(side, stage / side.name)
+                ok = weights_sha256(stage / f"{m}.safetensors") == json.loads(
+                    side.read_text())["sha256"]
+            except Exception as exc:  # noqa: BLE001 - a missing or damaged file: name it
+                ok = False
+                print(f"{m}: {exc}")
+            if not ok:
+                bad.append(m)
+        if bad:
+            raise SystemExit(f"weights that do not verify: {', '.join(bad)}; nothing replaced")
+        for m in MODELS:
+            for old in dest.glob(f"{m}.safetensors*"):  # the whole file or earlier parts
+                old.unlink()
+            for w in stage.glob(f"{m}.safetensors*"):
+                shutil.copy2(w, dest / w.name)
+        shutil.rmtree(meta_dir, ignore_errors=True)
+        shutil.copytree(stage / "meta", meta_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     for res in (meta_dir / "runs").glob("*/result.json"):
         target = Path(args.runs) / res.parent.name / "result.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(res, target)
         print(f"{target}: bonesr-bench leaderboard add {target}")
-    if bad:
-        raise SystemExit(f"weights that do not verify: {', '.join(bad)}")
     print(f"weights of {', '.join(MODELS)} verified in {dest}")
     return 0
 

@@ -55,6 +55,9 @@ def train(
         "--precision", help="float32, or bf16: each step autocast to bfloat16 (GPUs with "
         "bf16 tensor cores; weights, optimiser state and validation stay float32). On CUDA "
         "the networks are also laid out channels-last.")] = "float32",
+    probe_iterations: Annotated[int, typer.Option(
+        "--probe-iterations", min=1, help="With --budget-s: how many iterations are timed "
+        "(after 3 of warm-up).")] = 100,
     probe_barrier: Annotated[str | None, typer.Option(
         "--probe-barrier", help="DIR:N. With --budget-s, for N runs started together on one "
         "device: each waits until all N have reached their probe (a file each in DIR), so "
@@ -83,7 +86,7 @@ def train(
     opts = TrainOptions(split=split, run_dir=run_dir, weights=weights, device=device,
                         iterations=iterations, tiny=tiny, restart=restart,
                         variant=variant, budget_s=budget_s, precision=precision,
-                        barrier=probe_barrier)
+                        barrier=probe_barrier, probe=probe_iterations)
     labels = {"data": ("loading the train split", ""), "train": ("training", "it")}
     try:
         with errors(), progress(labels) as report:

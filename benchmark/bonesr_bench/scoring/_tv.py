@@ -8,7 +8,9 @@ the three components left to right, then the shifted ones axis by axis; the grad
 ``np.diff``, 0 on the last plane of each axis; the norm adds the squares left to right), and the
 energy that stops the iterations is summed by numpy itself on the same arrays, so the output is
 bit for bit scikit-image's (``tests/test_segmentation_io.py`` checks it), whatever the thread
-count (each voxel is computed by one thread, and nothing is reduced in parallel).
+count (each voxel is computed by one thread, and nothing is reduced in parallel). The energy's
+scalar arithmetic follows numpy >= 2's rules (a Python float meets a float32 scalar as
+float32), which the package requires (zarr 3 does too).
 """
 
 from __future__ import annotations

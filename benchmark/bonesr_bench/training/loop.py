@@ -26,6 +26,18 @@ from bonesr_bench.training.data import load_volumes, sample_hr, sample_pairs
 from bonesr_bench.training.recipe import Progress, Recipe, SupervisedTask, TrainingError, _noop
 from bonesr_bench.training.weights import save_weights
 
+#: how long a run waits at --probe-barrier for its peers
+BARRIER_TIMEOUT_S = 300.0
+
+
+def _channels_last(net: torch.nn.Module) -> None:
+    """Lay out ``net``'s 4D parameters channels-last (2D convolutions), its 5D ones
+    channels-last-3D; in place, so that optimisers keep their parameters."""
+    for p in net.parameters():
+        if p.dim() in (4, 5):
+            fmt = torch.channels_last if p.dim() == 4 else torch.channels_last_3d
+            p.data = p.data.contiguous(memory_format=fmt)
+
 
 class _Clock:
     """Wall time of work on ``device`` (CUDA work is waited for at each reading)."""
@@ -285,12 +297,12 @@ class _Training:
         torch.manual_seed(recipe.seed)
         net = self.build(self.config).to(self.device)
         if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+            _channels_last(net)
         task = (self.make_task(net, recipe, self.device) if callable(self.make_task)
                 else SupervisedTask(net, recipe, self.device))
         if self.channels_last:  # networks the task made itself (a discriminator)
             for m in task.networks.values():
-                m.to(memory_format=torch.channels_last)
+                _channels_last(m)
         if recipe.data == "hr" and not hasattr(task, "degrade"):
             raise TrainingError(f"{self.source}: RECIPE.data='hr' needs a task with "
                                 "degrade(hr, gen)")
@@ -305,8 +317,19 @@ class _Training:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "fitted.json"
-        if saved.is_file() and not o.restart and (self.run_dir / "checkpoint.pt").is_file():
+        resuming = not o.restart and (self.run_dir / "checkpoint.pt").is_file()
+        if resuming and not saved.is_file():
+            raise TrainingError(f"{self.run_dir}: its checkpoint was not trained to a budget; "
+                                "resume it without --budget-s, or pass --restart")
+        if resuming:
             self.fitted = json.loads(saved.read_text())
+            if self.fitted["budget_s"] != o.budget_s or self.fitted["precision"] != o.precision:
+                raise TrainingError(
+                    f"{self.run_dir}: fitted to {self.fitted['budget_s']:g} s in "
+                    f"{self.fitted['precision']}; resume with --budget-s "
+                    f"{self.fitted['budget_s']:g} --precision {self.fitted['precision']}, or "
+                    "pass --restart")
+            self._arrive()  # no probe to time, but peers waiting at the barrier count this run
         else:
             self.fitted = self._probe(o.budget_s, o.probe)
             write_atomic(saved, json.dumps(self.fitted, indent=1) + "\n")
@@ -348,23 +371,41 @@ class _Training:
                 "precision": self.o.precision, "channels_last": self.channels_last,
                 "device": self.device}
 
-    def _wait_for_peers(self, timeout_s: float = 300.0) -> None:
+    def _barrier(self) -> tuple[Path, int] | None:
         if not self.o.barrier:
-            return
+            return None
         folder, _, n = self.o.barrier.rpartition(":")
-        if not folder or not n.isdigit():
+        if not folder or not n.isdigit() or int(n) < 1:
             raise TrainingError(f"--probe-barrier {self.o.barrier!r}: give DIR:N (N runs)")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{self.name}.{os.getpid()}").touch()
+        return Path(folder), int(n)
+
+    def _arrive(self) -> tuple[Path, int] | None:
+        """This run's file in the barrier's folder (a run that fails before its probe, or
+        skips it, should arrive too: the caller of the runs may do it for one that died)."""
+        barrier = self._barrier()
+        if barrier is not None:
+            barrier[0].mkdir(parents=True, exist_ok=True)
+            (barrier[0] / f"{self.name}.{os.getpid()}").touch()
+        return barrier
+
+    def _wait_for_peers(self) -> None:
+        """Wait until N runs have arrived (files in DIR; an empty DIR starts a new round)."""
+        barrier = self._arrive()
+        if barrier is None:
+            return
+        folder, n = barrier
         t0 = time.time()
-        while len(list(folder.iterdir())) < int(n):
-            if time.time() - t0 > timeout_s:
+        while len(list(folder.iterdir())) < n:
+            if time.time() - t0 > BARRIER_TIMEOUT_S:
                 raise TrainingError(f"--probe-barrier: {n} runs never met in {folder} within "
-                                    f"{timeout_s:.0f} s; start them together or drop it")
+                                    f"{BARRIER_TIMEOUT_S:.0f} s; start them together (in an "
+                                    "empty DIR) or drop it")
             time.sleep(0.05)
 
     def _autocast(self):
+        if self.o.precision == "bf16" and self.device == "cuda" and \
+                not torch.cuda.is_bf16_supported():
+            raise TrainingError("--precision bf16: this GPU has no bfloat16; use float32")
         if self.o.precision == "bf16":
             return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
