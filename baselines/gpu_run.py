@@ -147,22 +147,20 @@ def prepare(args) -> int:
 # run (on the GPU machine; --tiny on any CPU)
 
 
-def _importable() -> bool:
+def _missing() -> list[str]:
+    """The modules the run needs that this interpreter cannot import."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in (*PROBE_IMPORTS, "bonesr_bench"))
+    return [m for m in (*PROBE_IMPORTS, "bonesr_bench") if importlib.util.find_spec(m) is None]
 
 
 def ensure_installed() -> None:
     """Install the carried wheels (into SITE) and put them and the package on the path of this
     process and of every process it starts; re-execute once so that imports see them."""
-    if _importable():
+    missing = _missing()
+    if not missing:
         return
     if os.environ.get("BONESR_GPU_RUN_REEXEC"):  # installed, and still not importable
-        import importlib.util
-
-        missing = [m for m in (*PROBE_IMPORTS, "bonesr_bench")
-                   if importlib.util.find_spec(m) is None]
         raise SystemExit(f"cannot import {', '.join(missing)} after installing {WHEELS}: run "
                          "`python3 baselines/gpu_run.py prepare` here and carry .whl")
     wheels = sorted(WHEELS.glob("*.whl"))
@@ -191,6 +189,7 @@ class Campaign:
         self.runs = self.work / "runs"
         for old in (self.runs, self.work / "train", self.work / "parts"):
             shutil.rmtree(old, ignore_errors=True)  # an earlier run's, never reported as this one's
+        self.sources = {m: self._source(m) for m in MODELS}
 
     def say(self, line: str) -> None:
         line = f"[{time.time() - self.t0:6.1f} s] {line}"
@@ -200,9 +199,9 @@ class Campaign:
 
     def cli(self, *argv: str, log: Path | None = None, wait: bool = True):
         """``python -m bonesr_bench ARGV``: its output to ``log`` (or the campaign's)."""
-        out = (log or self.work / "cli.log").open("a")
-        proc = subprocess.Popen([sys.executable, "-m", "bonesr_bench", *argv], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+        with (log or self.work / "cli.log").open("a") as out:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", "bonesr_bench", *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=ROOT)
         return proc.wait() if wait else proc
 
     def stage(self, name: str, started: float) -> None:
@@ -210,8 +209,12 @@ class Campaign:
         self.say(f"{name}: {self.record['stages'][name]:.1f} s")
 
     def source(self, model: str) -> Path:
+        return self.sources[model]
+
+    def _source(self, model: str) -> Path:
         """The submission file trained and scored: the repository's, or with --tiny a copy
-        whose network is the file's TINY_CONFIG and whose weights stay in the work folder."""
+        (written once) whose network is the file's TINY_CONFIG and whose weights stay in the
+        work folder."""
         if not self.tiny:  # relative to the repository (each command runs there), as results say
             return Path("baselines") / f"{model}.py"
         copy = self.work / "baselines" / f"{model}.py"
@@ -292,19 +295,20 @@ def train_all(c: Campaign) -> None:
 
 def evaluate_all(c: Campaign) -> None:
     t, procs = time.time(), {}
+
+    def evaluate(m: str, sandbox: str, wait: bool):
+        return c.cli("evaluate", str(c.source(m)), "--split", c.split, "--device",
+                     c.args.device, "--out", str(c.runs), "--sandbox", sandbox, "--workers",
+                     str(c.args.eval_workers), log=c.work / f"evaluate-{m}.log", wait=wait)
+
     for m in MODELS:
-        if c.record["models"][m]["train_exit"]:
-            continue
-        procs[m] = c.cli("evaluate", str(c.source(m)), "--split", c.split, "--device",
-                         c.args.device, "--out", str(c.runs), "--sandbox", "auto", "--workers",
-                         str(c.args.eval_workers), log=c.work / f"evaluate-{m}.log", wait=False)
+        if not c.record["models"][m]["train_exit"]:
+            procs[m] = evaluate(m, "auto", wait=False)
     for m, p in procs.items():
         rc = p.wait()
         if rc == 1:  # the submission failed: once more unconfined, and say why
             c.say(f"{m}: failed in its confined worker; once more with --sandbox off")
-            rc = c.cli("evaluate", str(c.source(m)), "--split", c.split, "--device",
-                       c.args.device, "--out", str(c.runs), "--sandbox", "off", "--workers",
-                       str(c.args.eval_workers), log=c.work / f"evaluate-{m}.log")
+            rc = evaluate(m, "off", wait=True)
             c.record["models"][m]["sandbox_off"] = True
         found = sorted(c.runs.glob(f"{m}*/result.json"))
         res = json.loads(found[0].read_text()) if found else {}

@@ -86,6 +86,21 @@ def mini_split(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def v2_test_split():
+    """The v2 test split for the benchmarks: ``BONESR_SPLIT``, or the user's own cache's (the
+    real one, not the tests' private cache; built first if missing)."""
+    import os
+
+    from bonesr_bench.split import SPLITS, ensure
+
+    path = os.environ.get("BONESR_SPLIT")
+    if path:
+        return Path(path)
+    return ensure(Path(os.environ["BONESR_USER_CACHE"]) / "synth-v2.zarr", SPLITS["v2"],
+                  part="test")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shipped_weights_untouched():
     """No test may overwrite the committed weights (a training test must pass --weights)."""

@@ -12,7 +12,6 @@ harness's overhead is the cached evaluation minus the forward pass.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -23,41 +22,32 @@ from bonesr_bench.evaluation import EvaluateOptions, evaluate
 from bonesr_bench.models import load_model
 from bonesr_bench.models.inference import run_model
 from bonesr_bench.scoring.segmentation import normalise
-from bonesr_bench.split import PROTOCOLS, SPLITS, ensure, iter_specimens
+from bonesr_bench.split import PROTOCOLS, iter_specimens
 
 BICUBIC = str(Path(__file__).parents[2] / "baselines" / "bicubic.py")
 GROUP = "evaluate bicubic on the v2 test split (2 cores)"
 
 
-@pytest.fixture(scope="module")
-def split():
-    path = os.environ.get("BONESR_SPLIT")
-    if path:
-        return Path(path)
-    return ensure(Path(os.environ["BONESR_USER_CACHE"]) / "synth-v2.zarr", SPLITS["v2"],
-                  part="test")
-
-
 @pytest.mark.benchmark(group=GROUP)
-def test_forward_only(benchmark, split):
+def test_forward_only(benchmark, v2_test_split):
     model = load_model(BICUBIC, expected_scale=2)
     window = PROTOCOLS["v2"].segmentation["hr"].window
-    lrs = [normalise(s.lr, window) for s in iter_specimens(split, "test")]
+    lrs = [normalise(s.lr, window) for s in iter_specimens(v2_test_split, "test")]
     benchmark.pedantic(lambda: [run_model(model, lr) for lr in lrs], rounds=1, iterations=1)
 
 
 @pytest.mark.benchmark(group=GROUP)
 @pytest.mark.parametrize("references", ["computed", "cached"])
-def test_evaluate(benchmark, split, tmp_path, tmp_path_factory, references, monkeypatch):
+def test_evaluate(benchmark, v2_test_split, tmp_path, tmp_path_factory, references, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "bench-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     if references == "computed":
         shutil.rmtree(cache, ignore_errors=True)
     else:
-        evaluate(BICUBIC, EvaluateOptions(split=split, out=tmp_path / "warm", device="cpu"))
+        evaluate(BICUBIC, EvaluateOptions(split=v2_test_split, out=tmp_path / "warm", device="cpu"))
     out = tmp_path / "runs"
     outcome = benchmark.pedantic(
-        lambda: evaluate(BICUBIC, EvaluateOptions(split=split, out=out, device="cpu")),
+        lambda: evaluate(BICUBIC, EvaluateOptions(split=v2_test_split, out=out, device="cpu")),
         rounds=1, iterations=1)
     t = outcome.result["timings"]
     benchmark.extra_info.update({k: float(np.round(v, 2)) for k, v in t.items()

@@ -18,37 +18,27 @@ from pathlib import Path
 import pytest
 
 from bonesr_bench.evaluation import EvaluateOptions, evaluate
-from bonesr_bench.split import SPLITS, ensure
 
 ROOT = Path(__file__).parents[2]
 GROUP = "evaluate bicubic on the v2 test split, references cached (2 cores)"
 
 
 @pytest.fixture(scope="module")
-def split():
-    path = os.environ.get("BONESR_SPLIT")
-    if path:
-        return Path(path)
-    return ensure(Path(os.environ["BONESR_USER_CACHE"]) / "synth-v2.zarr", SPLITS["v2"],
-                  part="test")
-
-
-@pytest.fixture(scope="module")
-def warm(split, tmp_path_factory):
+def warm(v2_test_split, tmp_path_factory):
     """The reference rows computed (once: the user's cache is used, as by the CLI)."""
     cache = Path(os.environ["BONESR_USER_CACHE"]).parent
     os.environ["XDG_CACHE_HOME"] = str(cache)
-    evaluate("bicubic", EvaluateOptions(split=split, out=tmp_path_factory.mktemp("w"),
+    evaluate("bicubic", EvaluateOptions(split=v2_test_split, out=tmp_path_factory.mktemp("w"),
                                         device="cpu", workers=2))
     return cache
 
 
 @pytest.mark.benchmark(group=GROUP)
 @pytest.mark.parametrize("workers", [1, 2])
-def test_evaluate_workers(benchmark, split, warm, tmp_path, workers):
+def test_evaluate_workers(benchmark, v2_test_split, warm, tmp_path, workers):
     out = tmp_path / "runs"
     outcome = benchmark.pedantic(
-        lambda: evaluate("bicubic", EvaluateOptions(split=split, out=out, device="cpu",
+        lambda: evaluate("bicubic", EvaluateOptions(split=v2_test_split, out=out, device="cpu",
                                                     workers=workers, force=True)),
         rounds=1, iterations=1)
     assert outcome.exit_code == 0
@@ -56,7 +46,7 @@ def test_evaluate_workers(benchmark, split, warm, tmp_path, workers):
 
 
 @pytest.mark.benchmark(group="leaderboard rescore of the committed entries (2 cores)")
-def test_rescore_leaderboard(benchmark, split, warm, tmp_path):
+def test_rescore_leaderboard(benchmark, v2_test_split, warm, tmp_path):
     from bonesr_bench.leaderboard import rescore
 
     if not all((ROOT / "runs" / e / "sr.zarr").exists() for e in ("bicubic", "fsrcnn")):
@@ -72,6 +62,6 @@ def test_rescore_leaderboard(benchmark, split, warm, tmp_path):
         for name in root["test"].group_keys():
             g = root[f"test/{name}"]
             g.attrs["score"] = {**g.attrs["score"], "scoring_key": "an older convention"}
-    done = benchmark.pedantic(lambda: rescore(results, runs, split=split, workers=2),
+    done = benchmark.pedantic(lambda: rescore(results, runs, split=v2_test_split, workers=2),
                               rounds=1, iterations=1)
     benchmark.extra_info["entries"] = len(done)

@@ -36,8 +36,8 @@ def _sidecar(path: Path) -> dict:
 def part_files(path: str | Path) -> list[Path]:
     """The parts of ``path`` present beside it (``<name>.part-K-of-N``), in order."""
     path = Path(path)
-    found = sorted(path.parent.glob(f"{path.name}.part-*-of-*"))
-    return sorted(found, key=lambda f: int(f.name.rsplit(".part-", 1)[1].split("-of-")[0]))
+    return sorted(path.parent.glob(f"{path.name}.part-*-of-*"),
+                  key=lambda f: int(f.name.rsplit(".part-", 1)[1].split("-of-")[0]))
 
 
 def weights_bytes(path: str | Path, *, train_hint: str = "") -> bytes:

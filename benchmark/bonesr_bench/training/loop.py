@@ -261,6 +261,9 @@ class _Training:
             self.device = resolve_device(o.device).type  # the device rule evaluate uses
         except (ValueError, RuntimeError) as exc:
             raise TrainingError(str(exc)) from None
+        if o.precision == "bf16" and self.device == "cuda" and \
+                not torch.cuda.is_bf16_supported():
+            raise TrainingError("--precision bf16: this GPU has no bfloat16; use float32")
         self.channels_last = (self.device == "cuda" if o.channels_last is None
                               else bool(o.channels_last))
         self.run_dir = Path(o.run_dir or Path("runs") / "train" /
@@ -296,11 +299,9 @@ class _Training:
         their task."""
         torch.manual_seed(recipe.seed)
         net = self.build(self.config).to(self.device)
-        if self.channels_last:
-            _channels_last(net)
         task = (self.make_task(net, recipe, self.device) if callable(self.make_task)
                 else SupervisedTask(net, recipe, self.device))
-        if self.channels_last:  # networks the task made itself (a discriminator)
+        if self.channels_last:  # the generator and any network the task made (a discriminator)
             for m in task.networks.values():
                 _channels_last(m)
         if recipe.data == "hr" and not hasattr(task, "degrade"):
@@ -403,9 +404,6 @@ class _Training:
             time.sleep(0.05)
 
     def _autocast(self):
-        if self.o.precision == "bf16" and self.device == "cuda" and \
-                not torch.cuda.is_bf16_supported():
-            raise TrainingError("--precision bf16: this GPU has no bfloat16; use float32")
         if self.o.precision == "bf16":
             return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
