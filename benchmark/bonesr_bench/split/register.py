@@ -149,7 +149,12 @@ def _lr_index(affine: np.ndarray, pts: np.ndarray, lr_um: float) -> np.ndarray:
 
 def _warp(coeffs: np.ndarray, idx: np.ndarray, order: int) -> np.ndarray:
     """Values of the moving image (spline ``coeffs`` for order 3, the image itself for order 1)
-    at voxel coordinates ``idx``; outside it, the nearest border value."""
+    at voxel coordinates ``idx``; outside it, the nearest border value. Order 3 by
+    :func:`split._interp.spline3_nearest` (scipy's values, bit for bit, on every core)."""
+    if order == 3:
+        from bonesr_bench.split._interp import spline3_nearest
+
+        return spline3_nearest(coeffs, idx)
     from scipy import ndimage as ndi
 
     return ndi.map_coordinates(coeffs, idx.T, order=order, mode="nearest", prefilter=False)
