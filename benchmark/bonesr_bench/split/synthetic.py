@@ -102,9 +102,11 @@ def _acquire(fraction: np.ndarray, proto: Protocol, um: float, scale: int,
 
 
 #: what each build worker process runs with: one thread in every library that starts its own
-#: (numba, OpenMP, BLAS, ITK), so that n workers use n cores
-WORKER_ENV = dict.fromkeys(("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                            "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"), "1")
+#: (OpenMP, BLAS, ITK), so that n workers use n cores; numba may start one per core, but a
+#: worker uses one (``numba.set_num_threads``) except on the build's last specimen, which has
+#: the cores that the finished workers leave idle (the bytes do not depend on numba's threads)
+WORKER_ENV = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                            "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"), "1")
 
 
 #: memory one worker needs (peak RSS of a v2 specimen's build: 2.2 GB), bytes
@@ -139,9 +141,12 @@ def auto_workers(specimens: int) -> int:
 
 def _worker_main() -> None:
     """A build worker process (see :func:`_build_specimens`): reads one JSON job a line on stdin
-    (store path, split config, subset, name, seed), builds that specimen, answers one JSON line
-    on stdout ({"name"} or {"name", "error"}); exits at the end of stdin."""
+    (store path, split config, subset, name, seed, numba threads), builds that specimen,
+    answers one JSON line on stdout ({"name"} or {"name", "error"}); exits at the end of
+    stdin."""
     import sys
+
+    import numba
 
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever a library prints goes to the log, not into the replies
@@ -149,6 +154,8 @@ def _worker_main() -> None:
     for line in sys.stdin:
         job = json.loads(line)
         try:
+            numba.set_num_threads(max(1, min(int(job.get("threads", 1)),
+                                             numba.config.NUMBA_NUM_THREADS)))
             c = job["config"]
             config = SplitConfig(**{**c, **{k: tuple(c[k]) for k in
                                             ("hr_shape", "train_seeds", "test_seeds")}})
@@ -164,7 +171,8 @@ def _build_specimens(path: Path, root, config: SplitConfig, todo: list[tuple[str
                      device, workers: int) -> Iterator[str]:
     """Build ``todo`` (subset, name, seed), yielding each name when its specimen is written: in
     this process when ``workers`` is 1, else in that many single-threaded worker processes
-    (:data:`WORKER_ENV`), each given the next specimen when it is done with one. The bytes do
+    (:data:`WORKER_ENV`), each given the next specimen when it is done with one (the last one
+    with numba on every core). The bytes do
     not depend on it; an interrupted build leaves the specimens in progress incomplete, which
     the next build redoes.
 
@@ -181,9 +189,12 @@ def _build_specimens(path: Path, root, config: SplitConfig, todo: list[tuple[str
     import sys
     import threading
 
+    # the last specimen runs while the other workers finish and then idle: it gets every core
+    cores = _usable_cores()
     jobs = iter([json.dumps({"path": str(path), "config": asdict(config), "subset": subset,
-                             "name": name, "seed": seed}) + "\n"
-                 for subset, name, seed in todo])
+                             "name": name, "seed": seed,
+                             "threads": cores if k == len(todo) - 1 else 1}) + "\n"
+                 for k, (subset, name, seed) in enumerate(todo)])
     lock, replies = threading.Lock(), queue.Queue()
     procs = [subprocess.Popen([sys.executable, "-c",
                                "from bonesr_bench.split.synthetic import _worker_main; "

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from bonesr_bench.split.synth import _raster
+
+if TYPE_CHECKING:  # torch is imported where the v1 (torch) path runs: a v2 build never loads it
+    import torch
 
 __all__ = ["ScanParams", "HR_SCAN", "LR_SCAN", "MU_BONE_CM", "MU_SOFT_CM", "line_integrals",
            "scan_from_projections", "scan", "scan_pair"]
@@ -76,6 +78,8 @@ LR_SCAN = ScanParams("lr", binning=2, n_angles=128, photons=20000.0, blur_sigma_
 
 
 def _gauss_kernel(sigma_px: float) -> torch.Tensor:
+    import torch
+
     radius = max(1, int(math.ceil(3 * sigma_px)))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (x / sigma_px) ** 2)
@@ -83,6 +87,8 @@ def _gauss_kernel(sigma_px: float) -> torch.Tensor:
 
 
 def _blur_1d(t: torch.Tensor, sigma_px: float, dim: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
     if sigma_px <= 0:
         return t
     k = _gauss_kernel(sigma_px).to(t.device)
@@ -97,6 +103,9 @@ def _blur_1d(t: torch.Tensor, sigma_px: float, dim: int) -> torch.Tensor:
 def _project(mu: torch.Tensor, angles: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """Line integrals (in HR-voxel units) of mu (Z, N, N) -> (Z, A, N), detector sampled at the
     pixel pitch, rays through the pixel grid at unit step (bilinear)."""
+    import torch
+    import torch.nn.functional as F
+
     z, n, _ = mu.shape
     dev = mu.device
     coord = (torch.arange(n, device=dev, dtype=torch.float32) + 0.5) - n / 2  # centred, pixels
@@ -120,6 +129,8 @@ def _project(mu: torch.Tensor, angles: torch.Tensor, chunk: int = 8) -> torch.Te
 
 def _ramp_filter(sino: torch.Tensor) -> torch.Tensor:
     """Shepp-Logan filtered projections along the last axis (zero-padded FFT)."""
+    import torch
+
     n = sino.shape[-1]
     size = 1 << (2 * n - 1).bit_length()
     freq = torch.fft.rfftfreq(size, device=sino.device)
@@ -132,6 +143,9 @@ def _backproject(filt: torch.Tensor, angles: torch.Tensor, n_out: int,
                  chunk: int = 8) -> torch.Tensor:
     """FBP of filtered projections (Z, A, U) onto an ``n_out``² grid of the detector's pitch.
     Returns (Z, n_out, n_out)."""
+    import torch
+    import torch.nn.functional as F
+
     z, a, u = filt.shape
     dev = filt.device
     coord = (torch.arange(n_out, device=dev, dtype=torch.float32) + 0.5) - n_out / 2
@@ -160,6 +174,8 @@ def line_integrals(fraction: np.ndarray, n_angles: int, *, hr_voxel_um: float = 
     """Noise-free line integrals (dimensionless) of the specimen, (Z, n_angles, N), HR sampling.
     The medium fills a cylinder of 99 % of the field of view. CPU: Joseph's method (numba);
     CUDA: bilinear ray sampling (torch), within 0.2 % of it."""
+    import torch
+
     dev = torch.device(device)
     z, n, _ = fraction.shape
     medium_radius_um = 0.495 * n * hr_voxel_um
@@ -178,6 +194,8 @@ def scan_from_projections(p: torch.Tensor, params: ScanParams, *, hr_voxel_um: f
                           seed: int = 0) -> np.ndarray:
     """Detector, noise and reconstruction of one scan from line integrals ``p`` (Z, A, N) taken
     at ``A`` = a multiple of ``params.n_angles`` equally spaced angles (every k-th is used)."""
+    import torch
+
     dev = p.device
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     z, a_all, n = p.shape
