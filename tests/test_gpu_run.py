@@ -191,6 +191,9 @@ def test_parts_keep_to_the_return_limits(tmp_path):
         plan([(Path("huge"), 16 * mib + 1)])
 
 
+# about a minute on 2 cores (a split build, three trainings, three evaluations): kept out of the
+# default suite, which stays under 10 minutes; run it with `-m slow` before a device session
+@pytest.mark.slow
 def test_the_gpu_run_rehearsed_on_the_cpu_with_the_tiny_networks(tmp_path):
     """The script's own path, start to end: build, references beside training, the three
     trainings at once with a fitted length, evaluation, packing, collecting, unpacking."""
