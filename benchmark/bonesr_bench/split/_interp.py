@@ -21,26 +21,23 @@ from numba import njit, prange
 __all__ = ["spline3_nearest"]
 
 
-@njit(cache=True, inline="always")
-def _axis(c: float, n: int, ix: np.ndarray, w: np.ndarray) -> None:
-    """Support indices ``ix`` (4) and weights ``w`` (4) of the cubic spline at coordinate ``c``
-    along an axis of ``n`` samples, as scipy (1.6 and later) takes them in its "nearest" mode:
-    the weights at the coordinate itself, the support's indices clamped to the axis."""
+@njit(cache=True)
+def _axis(c: float):
+    """(first support index, its four weights) of the cubic spline at coordinate ``c`` along
+    an axis, as scipy (1.6 and later) takes them in its "nearest" mode: the weights at the
+    coordinate itself; the caller clamps the support's indices to the axis."""
     f = math.floor(c)
-    start = int(f) - 1
     x = c - f
     y = x
     z = 1.0 - x
-    w[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
-    w[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
-    w[0] = z * z * z / 6.0
-    last = 1.0
-    last -= w[0]
-    last -= w[1]
-    last -= w[2]
-    w[3] = last
-    for k in range(4):
-        ix[k] = min(max(start + k, 0), n - 1)
+    w1 = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
+    w2 = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+    w0 = z * z * z / 6.0
+    w3 = 1.0
+    w3 -= w0
+    w3 -= w1
+    w3 -= w2
+    return int(f) - 1, (w0, w1, w2, w3)
 
 
 @njit(cache=True, parallel=True)
@@ -49,20 +46,16 @@ def _spline3(coeffs, idx):
     n = idx.shape[0]
     out = np.empty(n, dtype=np.float64)
     for p in prange(n):
-        i0 = np.empty(4, dtype=np.int64)
-        i1 = np.empty(4, dtype=np.int64)
-        i2 = np.empty(4, dtype=np.int64)
-        w0 = np.empty(4, dtype=np.float64)
-        w1 = np.empty(4, dtype=np.float64)
-        w2 = np.empty(4, dtype=np.float64)
-        _axis(idx[p, 0], d0, i0, w0)
-        _axis(idx[p, 1], d1, i1, w1)
-        _axis(idx[p, 2], d2, i2, w2)
+        s0, w0 = _axis(idx[p, 0])
+        s1, w1 = _axis(idx[p, 1])
+        s2, w2 = _axis(idx[p, 2])
         t = 0.0
         for a in range(4):
+            i0 = min(max(s0 + a, 0), d0 - 1)
             for b in range(4):
+                i1 = min(max(s1 + b, 0), d1 - 1)
                 for c in range(4):
-                    v = coeffs[i0[a], i1[b], i2[c]]
+                    v = coeffs[i0, i1, min(max(s2 + c, 0), d2 - 1)]
                     v *= w0[a]
                     v *= w1[b]
                     v *= w2[c]
