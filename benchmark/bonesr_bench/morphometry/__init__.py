@@ -62,7 +62,7 @@ CORTICAL_KEYS = ("ct_th_um", "ct_po_pct", "ct_po_closed_pct", "ct_po_open_pct", 
 
 #: Conventions recorded with every result (bump ``version`` when a number could change).
 CONVENTIONS = {
-    "version": "4",
+    "version": "5",
     "sums": "whole-volume sums in a fixed order (the same figures for any thread count)",
     "thickness": "BoneJ Thickness (LocalThickness: EDT, distance ridge, max-ball, clean-up), "
                  "mean and population SD over the phase",
@@ -71,7 +71,8 @@ CONVENTIONS = {
     "conn_d": "(1 - delta_chi) / TV, bone 26-connected, BoneJ edge correction",
     "da": "MIL on the 13 lattice directions, ellipsoid 1/MIL^2 fitted by least squares; "
           "da_bonej = 1 - lmin/lmax, da_ratio = MIL_max / MIL_min",
-    "smi": f"marching cubes at 0.5 after Gaussian sigma {SIGMA_VOX} vox, exact dBS/dr",
+    "smi": f"iso-surface 0.5 after Gaussian sigma {SIGMA_VOX} vox, marching tetrahedra; BV the "
+           "volume it encloses, facets seen along the smoothed normal, gradient normals",
     "porosity": "CTAn over the whole envelope: Po(tot), Po(op) relative to the envelope, "
                 "Po(cl) = closed / (bone + closed); pores 6-connected, found in the envelope "
                 "eroded by 1 voxel (rim slivers are not pores), open if 6-adjacent to outside "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ridge_templates", "distance_ridge", "max_ball_fill", "clean_up", "mesh_area_rate"]
+__all__ = ["ridge_templates", "distance_ridge", "max_ball_fill", "clean_up"]
 
 
 #: the 26 neighbours of a voxel in the order (dz, dy, dx) of three nested loops over -1, 0, 1
@@ -312,76 +312,3 @@ def clean_up(lt: np.ndarray) -> np.ndarray:
                 if n > 0:
                     out[z, y, x] = acc / np.float32(n)
     return out
-
-
-@njit(cache=True)
-def _triangle(verts: np.ndarray, a: int, b: int, c: int):
-    """Edge vectors e1 = b - a, e2 = c - a and their cross product (twice the area vector)."""
-    e1x = np.float64(verts[b, 0] - verts[a, 0])
-    e1y = np.float64(verts[b, 1] - verts[a, 1])
-    e1z = np.float64(verts[b, 2] - verts[a, 2])
-    e2x = np.float64(verts[c, 0] - verts[a, 0])
-    e2y = np.float64(verts[c, 1] - verts[a, 1])
-    e2z = np.float64(verts[c, 2] - verts[a, 2])
-    nx = e1y * e2z - e1z * e2y
-    ny = e1z * e2x - e1x * e2z
-    nz = e1x * e2y - e1y * e2x
-    return e1x, e1y, e1z, e2x, e2y, e2z, nx, ny, nz
-
-
-@njit(cache=True)
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    # outward unit normals: minus the area-weighted sum of skimage's (bone-facing) face normals
-    vn = np.zeros((verts.shape[0], 3))
-    for f in range(faces.shape[0]):
-        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        _, _, _, _, _, _, nx, ny, nz = _triangle(verts, a, b, c)
-        for v in (a, b, c):
-            vn[v, 0] -= nx
-            vn[v, 1] -= ny
-            vn[v, 2] -= nz
-    for v in range(vn.shape[0]):
-        n = np.sqrt(vn[v, 0] ** 2 + vn[v, 1] ** 2 + vn[v, 2] ** 2)
-        if n > 0:
-            vn[v, 0] /= n
-            vn[v, 1] /= n
-            vn[v, 2] /= n
-    return vn
-
-
-@njit(cache=True, parallel=True)
-def mesh_area_rate(verts: np.ndarray, faces: np.ndarray, mask: np.ndarray):
-    """Per triangle (area, d area / dr) (zero outside ``mask``; the caller sums them in a fixed
-    order, whatever the thread count) of the triangles whose centre rounds to a voxel of
-    ``mask``, when every
-    vertex moves by dr along its outward unit normal (area-weighted, from all triangles).
-    skimage orients triangle normals towards the higher values (bone), so outward (towards
-    marrow) is minus that."""
-    d, h, w = mask.shape
-    vn = _vertex_normals(verts, faces)
-    area = np.zeros(faces.shape[0])
-    rate = np.zeros(faces.shape[0])
-    for f in prange(faces.shape[0]):
-        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        cz = min(max(int(np.rint((verts[a, 0] + verts[b, 0] + verts[c, 0]) / 3.0)), 0), d - 1)
-        cy = min(max(int(np.rint((verts[a, 1] + verts[b, 1] + verts[c, 1]) / 3.0)), 0), h - 1)
-        cx = min(max(int(np.rint((verts[a, 2] + verts[b, 2] + verts[c, 2]) / 3.0)), 0), w - 1)
-        if not mask[cz, cy, cx]:
-            continue
-        e1x, e1y, e1z, e2x, e2y, e2z, nx, ny, nz = _triangle(verts, a, b, c)
-        d1x = vn[b, 0] - vn[a, 0]
-        d1y = vn[b, 1] - vn[a, 1]
-        d1z = vn[b, 2] - vn[a, 2]
-        d2x = vn[c, 0] - vn[a, 0]
-        d2y = vn[c, 1] - vn[a, 1]
-        d2z = vn[c, 2] - vn[a, 2]
-        twice = np.sqrt(nx * nx + ny * ny + nz * nz)
-        if twice == 0:
-            continue
-        # d(fn) = d1 x e2 + e1 x d2; d(area) = 0.5 fn . d(fn) / |fn|
-        ax = d1y * e2z - d1z * e2y + e1y * d2z - e1z * d2y
-        ay = d1z * e2x - d1x * e2z + e1z * d2x - e1x * d2z
-        az = d1x * e2y - d1y * e2x + e1x * d2y - e1y * d2x
-        area[f] = 0.5 * twice
-        rate[f] = 0.5 * (nx * ax + ny * ay + nz * az) / twice
-    return area, rate
