@@ -31,12 +31,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["TETRAHEDRA", "surface_sums"]
+__all__ = ["TETRAHEDRA", "EDGES", "surface_sums"]
 
 #: the six tetrahedra of a cube, by corner index 4 dz + 2 dy + dx: one per order in which the
 #: path from corner 0 to corner 7 steps along the three axes
 TETRAHEDRA = np.array([[0, 1, 3, 7], [0, 1, 5, 7], [0, 2, 3, 7], [0, 2, 6, 7], [0, 4, 5, 7],
                        [0, 4, 6, 7]], dtype=np.int64)
+#: their 19 distinct edges (12 of the cube, 6 face diagonals, the main diagonal)
+EDGES = np.array(sorted({(int(a), int(b)) for t in TETRAHEDRA for a in t for b in t if a < b}),
+                 dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
@@ -114,9 +117,10 @@ def _det(q: np.ndarray, a: int, b: int, c: int, d: int) -> float:
 
 
 @njit(cache=True)
-def _tetrahedron(tet: np.ndarray, vals: np.ndarray, grad: np.ndarray, level: float,
+def _tetrahedron(tet: np.ndarray, vals: np.ndarray, cross: np.ndarray, level: float,
                  p: np.ndarray, q: np.ndarray, inside: np.ndarray, outside: np.ndarray):
-    """(inside volume, area, d area / dr) of one tetrahedron of a cube (``p``, ``q``,
+    """(inside volume, area, d area / dr) of one tetrahedron of a cube, ``cross[8 i + j]`` the
+    :func:`_crossing` of each edge from an inside corner i to an outside corner j (``p``, ``q``,
     ``inside``, ``outside``: scratch)."""
     n_in = 0
     n_out = 0
@@ -137,13 +141,11 @@ def _tetrahedron(tet: np.ndarray, vals: np.ndarray, grad: np.ndarray, level: flo
         # t1 t2 t3 / 6 (the edge fractions from that corner)
         prod = 1.0
         for k in range(3):
-            if n_in == 1:
-                t, pz, py, px, gz, gy, gx = _crossing(inside[0], outside[k], vals, grad, level)
-            else:
-                t, pz, py, px, gz, gy, gx = _crossing(inside[k], outside[0], vals, grad, level)
-                t = 1.0 - t  # from the outside corner
-            prod *= t
-            p[k, 0], p[k, 1], p[k, 2], p[k, 3], p[k, 4], p[k, 5] = pz, py, px, gz, gy, gx
+            e = 8 * inside[0] + outside[k] if n_in == 1 else 8 * inside[k] + outside[0]
+            # the fraction from the corner apart (inside for one, outside for three)
+            prod *= cross[e, 0] if n_in == 1 else 1.0 - cross[e, 0]
+            for m in range(6):
+                p[k, m] = cross[e, m + 1]
         area, rate = _triangle(p, 0, 1, 2)
         vol = prod / 6.0 if n_in == 1 else (1.0 - prod) / 6.0
         return vol, area, rate
@@ -153,8 +155,8 @@ def _tetrahedron(tet: np.ndarray, vals: np.ndarray, grad: np.ndarray, level: flo
     pairs = ((a, c), (a, d), (b, d), (b, c))
     for k in range(4):
         i, j = pairs[k]
-        t, pz, py, px, gz, gy, gx = _crossing(i, j, vals, grad, level)
-        p[k, 0], p[k, 1], p[k, 2], p[k, 3], p[k, 4], p[k, 5] = pz, py, px, gz, gy, gx
+        for m in range(6):
+            p[k, m] = cross[8 * i + j, m + 1]
     a1, r1 = _triangle(p, 0, 1, 2)
     a2, r2 = _triangle(p, 0, 2, 3)
     # prism corners: A = (a, ac, ad) -> q 0, 1, 2; B = (b, bc, bd) -> q 3, 4, 5
@@ -188,6 +190,7 @@ def surface_sums(field: np.ndarray, voi: np.ndarray, level: float):
         q = np.empty((6, 3))
         inside = np.empty(4, dtype=np.int64)
         outside = np.empty(4, dtype=np.int64)
+        cross = np.empty((64, 7))
         for y in range(1, h - 2):
             for x in range(1, w - 2):
                 n_in = 0
@@ -211,11 +214,19 @@ def surface_sums(field: np.ndarray, voi: np.ndarray, level: float):
                     grad[c, 0] = 0.5 * (np.float64(field[zz + 1, yy, xx]) - field[zz - 1, yy, xx])
                     grad[c, 1] = 0.5 * (np.float64(field[zz, yy + 1, xx]) - field[zz, yy - 1, xx])
                     grad[c, 2] = 0.5 * (np.float64(field[zz, yy, xx + 1]) - field[zz, yy, xx - 1])
+                for e in range(EDGES.shape[0]):
+                    i, j = EDGES[e, 0], EDGES[e, 1]
+                    if (vals[i] > level) != (vals[j] > level):
+                        if vals[j] > level:
+                            i, j = j, i
+                        k = 8 * i + j
+                        (cross[k, 0], cross[k, 1], cross[k, 2], cross[k, 3], cross[k, 4],
+                         cross[k, 5], cross[k, 6]) = _crossing(i, j, vals, grad, level)
                 cv = 0.0
                 ca = 0.0
                 cr = 0.0
                 for t in range(6):
-                    vol, area, rate = _tetrahedron(TETRAHEDRA[t], vals, grad, level, p, q,
+                    vol, area, rate = _tetrahedron(TETRAHEDRA[t], vals, cross, level, p, q,
                                                      inside, outside)
                     cv += vol
                     ca += area
