@@ -109,8 +109,7 @@ def test_peak_memory_of_the_full_set(benchmark, tmp_path):
         import json, resource, sys
         sys.path.insert(0, {tests!r})
         from phantoms import porous_volume
-        from bonesr_bench.morphometry import structure_model_index, trabecular_morphometry
-from bonesr_bench.morphometry.smi import SIGMA_VOX
+        from bonesr_bench.morphometry import trabecular_morphometry
         bone = porous_volume(256)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if sys.argv[1] == "measure":
