@@ -71,8 +71,9 @@ CONVENTIONS = {
     "conn_d": "(1 - delta_chi) / TV, bone 26-connected, BoneJ edge correction",
     "da": "MIL on the 13 lattice directions, ellipsoid 1/MIL^2 fitted by least squares; "
           "da_bonej = 1 - lmin/lmax, da_ratio = MIL_max / MIL_min",
-    "smi": f"iso-surface 0.5 after Gaussian sigma {SIGMA_VOX} vox, marching tetrahedra; BV the "
-           "volume it encloses, facets seen along the smoothed normal, gradient normals",
+    "smi": f"iso-surface 0.5 after Gaussian sigma {SIGMA_VOX} vox, marching tetrahedra over the "
+           "cubes inside the image; BV the volume it encloses, facets seen along the smoothed "
+           "normal, gradient normals",
     "porosity": "CTAn over the whole envelope: Po(tot), Po(op) relative to the envelope, "
                 "Po(cl) = closed / (bone + closed); pores 6-connected, found in the envelope "
                 "eroded by 1 voxel (rim slivers are not pores), open if 6-adjacent to outside "

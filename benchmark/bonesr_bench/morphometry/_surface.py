@@ -18,12 +18,13 @@ Per cube the kernel adds up, exactly for that interpolant:
 
 Each cube's sums are shared among its eight corner voxels, 1/8 each, and a corner counts when it
 lies in the volume of interest: a voxel owns 1/8 of each of its eight cubes, so a VOI of ``n``
-voxels fully inside the bone has a BV of exactly ``n`` voxels. Sums are kept per z plane and added
+voxels fully inside the bone (and off the image border, where a voxel has fewer cubes) has a BV
+of exactly ``n`` voxels. Sums are kept per z plane and added
 in plane order by the caller, the same figures for any thread count.
 
 Written here from the published descriptions (Freudenthal 1942; Doi & Koide 1991 for marching
 tetrahedra). The peer, scikit-image's marching cubes (Lewiner), is single-threaded and builds the
-mesh (3.5 million vertices, 7 million triangles for the benchmark's 256³ volume): with its mesh
+mesh (3.3 million vertices, 6.5 million triangles for the benchmark's 256³ volume): with its mesh
 area it takes 4.55 s there, the whole SMI with this kernel 1.99 s (``tests/benchmarks``).
 """
 
@@ -176,9 +177,10 @@ def _tetrahedron(tet: np.ndarray, vals: np.ndarray, cross: np.ndarray, level: fl
 def surface_sums(field: np.ndarray, voi: np.ndarray, level: float):
     """Per z plane of cubes: (inside volume, area, d area / dr), voxels^3, voxels^2, voxels.
 
-    ``field`` (z, y, x) must extend two voxels beyond every voxel of ``voi`` (uint8/bool, same
-    shape), so that each VOI voxel has its eight cubes and every cube corner a central-difference
-    gradient. The bone is where ``field > level``; surface moves outward = down the gradient.
+    The cubes measured are those whose corners lie in ``field[1:-1, 1:-1, 1:-1]``: the outer
+    layer of ``field`` only gives their corners a central-difference gradient. ``voi``
+    (uint8/bool, same shape) says which corners count. The bone is where ``field > level``; the
+    surface moves outward, down the gradient.
     """
     d, h, w = field.shape
     bv = np.zeros(d)
