@@ -157,9 +157,19 @@ def test_the_callers_environment_is_left_as_it_was():
     import os
 
     before = dict(os.environ)
-    with Scorer(2):
+    with Scorer(2) as scorer:
         assert dict(os.environ) == before
+        workers = scorer.client.run(_malloc_environ)
     assert dict(os.environ) == before
+    # and the workers run without distributed's MALLOC_TRIM_THRESHOLD_ (see LOCAL_WORKER_CONFIG)
+    assert len(workers) == 2
+    assert all(env == before.get("MALLOC_TRIM_THRESHOLD_") for env in workers.values())
+
+
+def _malloc_environ():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -56,12 +56,25 @@ def _forget_scores(runs):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_rescore_scores_the_kept_volumes_without_the_model(board, mini_split, workers):
+def test_rescore_scores_the_kept_volumes_without_the_model(board, mini_split, workers,
+                                                           monkeypatch):
+    import distributed
+
+    started = []
+
+    class Counted(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            started.append(kwargs.get("n_workers"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Counted)
     results, runs, src, out = board
     before = json.loads((results / "up.json").read_text())
     src.write_text("raise SystemExit('the model must not run')\n")  # importing it would fail
     _forget_scores(runs)
     done = rescore(results, runs, split=mini_split, workers=workers)
+    # one cluster for the entry and the reference rows (parallel.shared_scorer), none inline
+    assert started == ([2] if workers == 2 else [])
     after = json.loads((results / "up.json").read_text())
     assert [d["entry"] for d in done] == ["up"]
     assert after["aggregates"] == before["aggregates"]

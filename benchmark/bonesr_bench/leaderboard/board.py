@@ -197,8 +197,6 @@ def rescore(results_dir: str | Path = RESULTS, runs: str | Path = "runs", *,
     then write the reference rows again. Each new result replaces the committed one atomically,
     and only once every entry has been scored (one that cannot be is reported and nothing is
     written). Returns, per entry, its biological error against HR before and after."""
-    from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
-
     results_dir = Path(results_dir)
     kept, _, _ = load_results(results_dir)
     refs = {e for e, _ in REFERENCE_SCANS.values()}
@@ -208,6 +206,20 @@ def rescore(results_dir: str | Path = RESULTS, runs: str | Path = "runs", *,
     unknown = sorted(set(entries or ()) - set(todo))
     if unknown:
         raise LeaderboardError(f"{', '.join(unknown)}: not a scored entry of {results_dir}")
+    from bonesr_bench.evaluation import EvaluationError
+    from bonesr_bench.evaluation.parallel import shared_scorer
+
+    try:
+        with shared_scorer(workers, scheduler):  # one cluster for every entry and the references
+            return _rescore(todo, results_dir, runs, split, workers, scheduler, progress)
+    except EvaluationError as exc:  # the cluster could not start, or the references failed
+        raise LeaderboardError(str(exc)) from None
+
+
+def _rescore(todo: dict, results_dir: Path, runs, split, workers: int, scheduler: str | None,
+             progress) -> list[dict]:
+    from bonesr_bench.evaluation import EvaluateOptions, EvaluationError, evaluate
+
     new = {}
     for entry, old in sorted(todo.items()):
         opts = EvaluateOptions(split=split, out=Path(runs), entry=entry, device="cpu",
