@@ -14,6 +14,7 @@ keeps failing fails the run in one line, and every specimen scored before it sta
 store, so the next call resumes from there.
 
 The inline :class:`Scorer` (one process, the default) calls the same functions directly.
+:func:`shared_scorer` keeps one cluster for several evaluations (``leaderboard rescore``).
 """
 
 from __future__ import annotations
