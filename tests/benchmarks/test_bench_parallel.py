@@ -8,8 +8,8 @@ kernels use every core through their thread pools), on a Dask cluster of one wor
 (``cluster-1``, given as `--scheduler`: the Dask path's own baseline) and on a LocalCluster of
 2 worker processes (``cluster-2``: `--workers 2`), side by side in one run. The issue's goal on
 2 CPU cores: 2 workers at least 1.7x faster than 1. And `leaderboard rescore` of the committed
-entries from their kept SR volumes (``runs/`` of the checkout), with 2 workers, into a copy of
-the results, in this process and with 2 workers.
+entries from their kept SR volumes (``runs/`` of the checkout) into a copy of the results, in
+this process and with 2 workers.
 """
 
 from __future__ import annotations
@@ -38,19 +38,10 @@ def warm(v2_test_split, tmp_path_factory):
 
 @pytest.fixture
 def one_worker_cluster():
-    """The address of a running Dask cluster of one worker process, as our LocalCluster's."""
-    import dask
-    from distributed import LocalCluster
+    """The address of a running Dask cluster of one worker process, as `--workers` starts."""
+    from bonesr_bench.evaluation.parallel import local_cluster
 
-    from bonesr_bench.evaluation.parallel import LOCAL_WORKER_CONFIG
-
-    environ = dict(os.environ)
-    with dask.config.set(LOCAL_WORKER_CONFIG):
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
-    os.environ.clear()  # distributed's nanny leaves thread limits in this process's environment
-    os.environ.update(environ)
-    with cluster:
+    with local_cluster(1) as cluster:
         yield cluster.scheduler_address
 
 

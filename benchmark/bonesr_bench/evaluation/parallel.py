@@ -40,6 +40,27 @@ from bonesr_bench.evaluation.common import EvaluationError
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
+def local_cluster(workers: int):
+    """A ``distributed.LocalCluster`` of ``workers`` one-thread processes, as ``--workers``
+    starts it (:data:`LOCAL_WORKER_CONFIG`), this process's environment left as it was.
+
+    No ``env=``: distributed writes the workers' environment into this process's own
+    ``os.environ`` too, where the model's worker would inherit it; each task pins its threads
+    instead (:func:`_pin_threads`)."""
+    import dask
+    from distributed import LocalCluster
+
+    environ = dict(os.environ)  # distributed's nanny writes OMP_NUM_THREADS=1 etc. here
+    try:
+        with dask.config.set(LOCAL_WORKER_CONFIG):
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                dashboard_address=None, silence_logs=40)
+    finally:
+        if dict(os.environ) != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
 def _pin_threads(threads: int | None) -> None:
     """One task per core: numba's and torch's thread pools held to ``threads`` in a worker."""
     if not threads:
@@ -169,15 +190,13 @@ class Scorer:
             self.client, self._borrowed = shared.client, True  # closed by its owner
             return self
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError:
             raise EvaluationError("--workers/--scheduler need dask.distributed: "
                                   "pip install 'dask[distributed]'") from None
-        self._environ = dict(os.environ)  # distributed's nanny writes OMP_NUM_THREADS=1 etc. here
-        try:
-            self._start(Client, LocalCluster)
-        finally:
-            self._restore_environ()
+        # as it is now, for __exit__: a nanny that respawns a dead worker writes its limits again
+        self._environ = dict(os.environ)
+        self._start(Client)
         return self
 
     def _restore_environ(self) -> None:
@@ -187,7 +206,7 @@ class Scorer:
             os.environ.clear()
             os.environ.update(self._environ)
 
-    def _start(self, Client, LocalCluster) -> None:  # noqa: N803 - the classes, imported late
+    def _start(self, Client) -> None:  # noqa: N803 - the class, imported late
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout="10s")
@@ -196,14 +215,7 @@ class Scorer:
                                       "start one with `dask scheduler` or drop --scheduler"
                                       ) from None
         else:
-            # no env= here: distributed writes it into this process's own os.environ too, where
-            # the model's worker would inherit it; each task pins its threads (_pin_threads)
-            import dask
-
-            with dask.config.set(LOCAL_WORKER_CONFIG):
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=None,
-                                            silence_logs=40)
+            self.cluster = local_cluster(self.workers)
             try:
                 self.client = Client(self.cluster)
             except BaseException:
